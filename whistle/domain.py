@@ -1,0 +1,436 @@
+"""The domain vocabulary and the messages a case workflow exchanges.
+
+One word per concept (see shared/DOMAIN.md): case, department, summons, report-in,
+sign-off, return, extension, escalation level, outcome, feedback. The workflow state is one
+pydantic model (`CaseState`) so it rides through continue-as-new whole.
+
+This module is imported by workflow code: it must stay pure (no I/O, no clock).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+# --- vocabulary ---------------------------------------------------------------------------
+
+
+class Level(StrEnum):
+    """A node level of the hierarchy (上下联动), highest first."""
+
+    CITY = "city"
+    COUNTY = "county"
+    TOWN = "town"
+    VILLAGE = "village"
+    GRID = "grid"
+
+    def above(self) -> Level | None:
+        """The next level up, or None at the city."""
+        order = list(Level)
+        i = order.index(self)
+        return order[i - 1] if i > 0 else None
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"  # accepted, whistle blown, departments at work
+    AWAITING_FEEDBACK = "awaiting_feedback"  # outcome recorded, the parties' say is due
+    CLOSED = "closed"
+
+
+class SummonsStatus(StrEnum):
+    SUMMONED = "summoned"  # whistle blown, report-in due
+    REPORTED_IN = "reported_in"  # 报到 done, sign-off due
+    SIGNED_OFF = "signed_off"  # 办结反馈 done
+    RETURNED = "returned"  # 退单: not this department's business
+    CANCELLED = "cancelled"  # the case was withdrawn while this summons was open
+
+    @property
+    def is_open(self) -> bool:
+        return self in (SummonsStatus.SUMMONED, SummonsStatus.REPORTED_IN)
+
+
+class Clock(StrEnum):
+    REPORT_IN = "report_in"
+    SIGN_OFF = "sign_off"
+
+
+class LadderAction(StrEnum):
+    REMIND = "remind"  # 催办
+    NOTIFY_SUPERVISOR = "notify_supervisor"  # 督办
+    RAISE = "raise"  # 提级
+
+
+class ExtensionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+class OutcomeKind(StrEnum):
+    MEDIATED_AGREEMENT = "mediated_agreement"  # 调解协议
+    ADMINISTRATIVE_RESOLUTION = "administrative_resolution"  # 行政处理
+    REFERRED_TO_LITIGATION = "referred_to_litigation"  # 诉讼/仲裁 (诉源治理)
+    WITHDRAWN = "withdrawn"  # 撤回
+    UNRESOLVED = "unresolved"  # 未化解: the case rises a level
+
+
+class Satisfaction(StrEnum):
+    SATISFIED = "satisfied"  # 满意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本满意
+    UNSATISFIED = "unsatisfied"  # 不满意
+
+
+class CloseReason(StrEnum):
+    FEEDBACK = "feedback"  # the parties said satisfied / basically satisfied
+    UNSATISFIED = "unsatisfied"  # unsatisfied after the reopen allowance was used
+    NO_FEEDBACK = "no_feedback"  # the feedback clock ran out
+    WITHDRAWN = "withdrawn"
+    CLOSED_BY_COORDINATOR = "closed_by_coordinator"
+
+
+class EventKind(StrEnum):
+    """Every step of the closed loop that lands on the case timeline."""
+
+    OPENED = "opened"
+    SUMMONED = "summoned"
+    REPORTED_IN = "reported_in"
+    SIGNED_OFF = "signed_off"
+    RETURNED = "returned"
+    REDISPATCHED = "redispatched"
+    EXTENSION_REQUESTED = "extension_requested"
+    EXTENSION_DECIDED = "extension_decided"
+    CLOCK_MISSED = "clock_missed"
+    ESCALATED = "escalated"
+    OUTCOME = "outcome"
+    FEEDBACK = "feedback"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+
+
+CASE_LABELS_ZH = {
+    EventKind.OPENED: "受理",
+    EventKind.SUMMONED: "吹哨",
+    EventKind.REPORTED_IN: "报到",
+    EventKind.SIGNED_OFF: "签收意见",
+    EventKind.RETURNED: "退单",
+    EventKind.REDISPATCHED: "重新分拨",
+    EventKind.EXTENSION_REQUESTED: "延期申请",
+    EventKind.EXTENSION_DECIDED: "延期审批",
+    EventKind.CLOCK_MISSED: "超时",
+    EventKind.ESCALATED: "升级督办",
+    EventKind.OUTCOME: "结果",
+    EventKind.FEEDBACK: "评估反馈",
+    EventKind.REOPENED: "重新办理",
+    EventKind.CLOSED: "办结归档",
+}
+
+# --- constrained text ---------------------------------------------------------------------
+
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class Message(BaseModel):
+    """Base of every workflow message: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- policy snapshot (decided once, in an activity, carried in the state) ------------------
+
+
+class LadderStep(Message):
+    action: LadderAction
+    after_hours: float = Field(ge=0, le=24 * 365)
+
+
+class CasePolicy(Message):
+    """The clocks and ladder one case runs under, frozen when the case starts."""
+
+    version: str
+    report_in_hours: float = Field(gt=0)
+    sign_off_hours: float = Field(gt=0)
+    feedback_hours: float = Field(gt=0)
+    max_reopens: int = Field(ge=0, le=10)
+    ladder: list[LadderStep] = Field(min_length=1)
+
+
+class DepartmentRef(Message):
+    """A department as the workflow needs it: who to summon and whom to tell above it."""
+
+    code: Code
+    supervisor: Code | None = None
+
+
+# --- intake -------------------------------------------------------------------------------
+
+
+class Party(Message):
+    name: ShortText
+    role: Annotated[str, StringConstraints(max_length=50)] = "party"
+    contact: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class CaseIntake(Message):
+    """What a coordinator submits to open a case (validated before the workflow starts)."""
+
+    category: Code
+    title: ShortText
+    description: LongText
+    parties: list[Party] = Field(default_factory=list, max_length=50)
+    location: Code
+    level: Level | None = None
+    source_channel: Code = "walk_in"
+    departments: list[Code] | None = Field(default=None, max_length=30)
+    external_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class Node(Message):
+    """A node of the hierarchy, as far as a case needs to know it."""
+
+    code: Code
+    level: Level
+
+
+class CaseStart(Message):
+    """A new case: the intake, resolved against reference data by the API."""
+
+    case_id: str
+    request_id: str
+    actor: Actor
+    intake: CaseIntake
+    path: list[Node]  # city … location: whose jurisdiction the case falls in
+    departments: list[DepartmentRef]
+
+
+class DeadlineRequest(Message):
+    """Ask for deadlines `hours` after `start`, computed outside workflow code so a
+    working-day calendar can be plugged in without touching replay."""
+
+    start: datetime
+    hours: list[float]
+
+
+# --- steps (Update arguments) -------------------------------------------------------------
+
+
+class Step(Message):
+    actor: Actor
+
+
+class DepartmentStep(Step):
+    department: Code
+
+
+class ReportIn(DepartmentStep):
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class SignOff(DepartmentStep):
+    opinion: LongText
+    actions_taken: LongText
+
+
+class ReturnSummons(DepartmentStep):
+    reason: LongText
+
+
+class RequestExtension(DepartmentStep):
+    new_deadline: AwareDatetime
+    reason: LongText
+
+
+class DecideExtension(DepartmentStep):
+    approve: bool
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class SummonMore(Step):
+    departments: list[DepartmentRef] = Field(min_length=1, max_length=30)
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Redispatch(DepartmentStep):
+    """Re-dispatch the returned summons of `department` to `to`."""
+
+    to: DepartmentRef
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class RecordOutcome(Step):
+    kind: OutcomeKind
+    summary: LongText
+    agreement_text: LongText | None = None
+
+
+class RecordFeedback(Step):
+    satisfaction: Satisfaction
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class CloseCase(Step):
+    reason: LongText
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+class Escalation(Message):
+    """Where one missed clock stands on the ladder."""
+
+    clock: Clock
+    missed_at: datetime
+    from_level: Level
+    next_step: int = 0  # index into the policy ladder
+    next_due: datetime
+    raised_to: Level | None = None  # where this clock's ladder last lifted the case
+    last_action: LadderAction | None = None
+    done: bool = False  # the clock was met late, stopped, or the top was reached
+
+
+class Extension(Message):
+    requested_at: datetime
+    new_deadline: datetime
+    reason: str
+    status: ExtensionStatus = ExtensionStatus.PENDING
+    decided_at: datetime | None = None
+
+
+class Summons(Message):
+    department: Code
+    supervisor: Code | None = None
+    round: int = 1
+    status: SummonsStatus = SummonsStatus.SUMMONED
+    summoned_at: datetime
+    report_in_due: datetime
+    sign_off_due: datetime
+    reported_in_at: datetime | None = None
+    signed_off_at: datetime | None = None
+    opinion: str | None = None
+    actions_taken: str | None = None
+    return_reason: str | None = None
+    redispatched_to: Code | None = None
+    extension: Extension | None = None
+    escalations: list[Escalation] = Field(default_factory=list)
+
+    @property
+    def overdue(self) -> bool:
+        return self.status.is_open and any(not e.done for e in self.escalations)
+
+
+class Outcome(Message):
+    kind: OutcomeKind
+    summary: str
+    agreement_text: str | None = None
+    recorded_at: datetime
+    actor: str
+
+
+class Feedback(Message):
+    satisfaction: Satisfaction
+    comment: str | None = None
+    recorded_at: datetime
+    actor: str
+
+
+class CaseEvent(Message):
+    """One line of the append-only timeline; `seq` makes projection idempotent."""
+
+    seq: int
+    kind: EventKind
+    at: datetime
+    actor: str
+    department: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Notification(Message):
+    """A message for the outbox, tied to the event that caused it; the projection
+    renders its text."""
+
+    seq: int
+    recipient: str  # department:CODE | centre:JURISDICTION
+
+
+class Projection(Message):
+    """What one projection activity writes: the case as it stands plus its new events."""
+
+    state: CaseState
+    events: list[CaseEvent]
+    notifications: list[Notification]
+
+
+class OpenedResult(Message):
+    case_id: str
+    request_id: str  # the request that created the case: tells a repeat from a first open
+    status: CaseStatus
+    level: Level
+
+
+class CaseState(Message):
+    """Everything a case knows. Carried whole through continue-as-new."""
+
+    start: CaseStart
+    policy: CasePolicy | None = None
+    status: CaseStatus = CaseStatus.OPEN
+    level: Level
+    owner: Code  # the jurisdiction node whose centre owns the case now
+    opened_at: datetime | None = None
+    summonses: list[Summons] = Field(default_factory=list)
+    outcome: Outcome | None = None
+    outcomes: list[Outcome] = Field(default_factory=list)  # every outcome, reopen included
+    feedback: Feedback | None = None
+    feedback_due: datetime | None = None
+    reopen_count: int = 0
+    unresolved_at_top: bool = False
+    close_reason: CloseReason | None = None
+    closed_at: datetime | None = None
+    events: list[CaseEvent] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+    projected_seq: int = 0  # events up to here are in the read model
+    runs: int = 1  # continue-as-new count + 1
+
+    @property
+    def case_id(self) -> str:
+        return self.start.case_id
+
+    @property
+    def overdue(self) -> bool:
+        return any(s.overdue for s in self.summonses)
+
+    def current(self, department: str) -> Summons | None:
+        """The latest summons of `department`, or None if it was never summoned."""
+        for s in reversed(self.summonses):
+            if s.department == department:
+                return s
+        return None
+
+    def open_summonses(self) -> list[Summons]:
+        return [s for s in self.summonses if s.status.is_open]
+
+
+class ActivityName(StrEnum):
+    """Activities the workflow calls by name, so workflow code never imports their modules."""
+
+    LOAD_POLICY = "load_policy"
+    PLAN_DEADLINES = "plan_deadlines"
+    PROJECT_CASE = "project_case"
+
+
+class StepResult(Message):
+    """What a successful step returns to the caller."""
+
+    case_id: str
+    seq: int
+    status: CaseStatus
+    level: Level
+
+
+def workflow_id(case_id: str) -> str:
+    """The one workflow id of a case: a repeated start is a no-op."""
+    return f"whistle-case-{case_id}"

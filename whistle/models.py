@@ -1,0 +1,142 @@
+"""Read-model tables: what the API lists and filters. The workflow history is the truth;
+these rows are its projection, written idempotently by the projection activity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from whistle.db import UTCDateTime
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+# --- reference data -----------------------------------------------------------------------
+
+
+class Jurisdiction(SQLModel, table=True):
+    """A node of the hierarchy: city, county, town, village or grid."""
+
+    code: str = Field(primary_key=True, max_length=64)
+    level: str = Field(index=True, max_length=16)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=200)
+    parent: str | None = Field(default=None, index=True, max_length=64)
+    path: str = Field(index=True, max_length=1000)  # "/huizhou/huicheng/xiaojinkou/"
+
+
+class Department(SQLModel, table=True):
+    """A unit that can be summoned: one kind (police, land_office, …) at one node."""
+
+    code: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(index=True, max_length=64)
+    jurisdiction: str = Field(index=True, max_length=64)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=200)
+    supervisor: str | None = Field(default=None, max_length=64)
+
+
+class Category(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=64)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=200)
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+class CaseRecord(SQLModel, table=True):
+    __tablename__ = "case_record"
+
+    case_id: str = Field(primary_key=True, max_length=64)
+    external_ref: str | None = Field(default=None, unique=True, max_length=128)
+    title: str = Field(max_length=200)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    category: str = Field(index=True, max_length=64)
+    status: str = Field(index=True, max_length=32)
+    level: str = Field(index=True, max_length=16)
+    owner: str = Field(index=True, max_length=64)
+    location: str = Field(max_length=64)
+    jurisdiction_path: str = Field(index=True, max_length=1000)
+    source_channel: str = Field(max_length=64)
+    parties: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    departments: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    policy_version: str | None = Field(default=None, max_length=64)
+    overdue: bool = Field(default=False, index=True)
+    unresolved_at_top: bool = False
+    outcome_kind: str | None = Field(default=None, max_length=64)
+    outcome_summary: str | None = Field(default=None, sa_column=Column(Text))
+    agreement_text: str | None = Field(default=None, sa_column=Column(Text))
+    satisfaction: str | None = Field(default=None, max_length=32)
+    close_reason: str | None = Field(default=None, max_length=32)
+    reopen_count: int = 0
+    opened_by: str = Field(max_length=128)
+    opened_at: datetime = _ts(nullable=False, index=True)
+    updated_at: datetime = _ts(nullable=False)
+    feedback_due: datetime | None = _ts()
+    closed_at: datetime | None = _ts()
+    last_seq: int = 0
+
+
+class SummonsRecord(SQLModel, table=True):
+    """One department's part in a case (one row per round: a returned then re-summoned
+    department has two)."""
+
+    __tablename__ = "summons"
+    __table_args__ = (Index("ix_summons_inbox", "department", "status", "next_due"),)
+
+    case_id: str = Field(primary_key=True, max_length=64)
+    department: str = Field(primary_key=True, max_length=64)
+    round: int = Field(primary_key=True)
+    status: str = Field(max_length=32)
+    supervisor: str | None = Field(default=None, max_length=64)
+    summoned_at: datetime = _ts(nullable=False)
+    report_in_due: datetime = _ts(nullable=False)
+    sign_off_due: datetime = _ts(nullable=False)
+    next_due: datetime | None = _ts()  # the clock running now, for the inbox order
+    reported_in_at: datetime | None = _ts()
+    signed_off_at: datetime | None = _ts()
+    opinion: str | None = Field(default=None, sa_column=Column(Text))
+    actions_taken: str | None = Field(default=None, sa_column=Column(Text))
+    return_reason: str | None = Field(default=None, sa_column=Column(Text))
+    redispatched_to: str | None = Field(default=None, max_length=64)
+    extension_status: str | None = Field(default=None, max_length=16)
+    extension_deadline: datetime | None = _ts()
+    extension_reason: str | None = Field(default=None, sa_column=Column(Text))
+    overdue: bool = False
+    escalation: str | None = Field(default=None, max_length=32)  # last ladder step taken
+
+
+class CaseEventRecord(SQLModel, table=True):
+    """The append-only timeline; (case_id, seq) makes a retried projection a no-op."""
+
+    __tablename__ = "case_event"
+
+    case_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True)
+    kind: str = Field(index=True, max_length=32)
+    at: datetime = _ts(nullable=False)
+    actor: str = Field(max_length=128)
+    department: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notification waiting for delivery (delivery is its own component)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("case_id", "seq", "recipient"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True, max_length=64)
+    seq: int
+    recipient: str = Field(index=True, max_length=128)
+    kind: str = Field(max_length=32)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    delivered_at: datetime | None = _ts(index=True)

@@ -1,0 +1,105 @@
+"""The dispatch policy: per category, which departments a case needs and how long each
+clock runs. Loaded from a YAML file and validated; a bad file is refused with the field
+that is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from whistle.domain import CasePolicy, Code, LadderAction, LadderStep
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Clocks(_Strict):
+    report_in_hours: float | None = Field(default=None, gt=0)
+    sign_off_hours: float | None = Field(default=None, gt=0)
+    feedback_hours: float | None = Field(default=None, gt=0)
+    max_reopens: int | None = Field(default=None, ge=0, le=10)
+    ladder: list[LadderStep] | None = Field(default=None, min_length=1)
+
+
+class _Defaults(_Clocks):
+    report_in_hours: float = Field(gt=0)
+    sign_off_hours: float = Field(gt=0)
+    feedback_hours: float = Field(gt=0)
+    max_reopens: int = Field(ge=0, le=10)
+    ladder: list[LadderStep] = Field(min_length=1)
+
+
+class _Category(_Clocks):
+    department_kinds: list[Code] = Field(default_factory=list)
+
+
+class PolicyFile(_Strict):
+    version: str = Field(min_length=1, max_length=64)
+    defaults: _Defaults
+    categories: dict[Code, _Category] = Field(default_factory=dict)
+
+
+class Policy:
+    """A loaded policy; `for_category` freezes what one case runs under."""
+
+    def __init__(self, spec: PolicyFile, digest: str) -> None:
+        self.spec = spec
+        self.version = f"{spec.version}+{digest[:8]}"
+
+    def for_category(self, category: str) -> CasePolicy:
+        """The clocks and ladder of `category` (defaults where the category is silent)."""
+        d = self.spec.defaults
+        c = self.spec.categories.get(category, _Category())
+        return CasePolicy(
+            version=self.version,
+            report_in_hours=c.report_in_hours or d.report_in_hours,
+            sign_off_hours=c.sign_off_hours or d.sign_off_hours,
+            feedback_hours=c.feedback_hours or d.feedback_hours,
+            max_reopens=d.max_reopens if c.max_reopens is None else c.max_reopens,
+            ladder=c.ladder or d.ladder,
+        )
+
+    def department_kinds(self, category: str) -> list[str]:
+        """The kinds of department a case of `category` summons by default."""
+        c = self.spec.categories.get(category)
+        return list(c.department_kinds) if c else []
+
+
+def default_policy_path() -> Path:
+    return Path(__file__).parent / "data" / "policy.yaml"
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate the policy file at `path`."""
+    try:
+        raw = path.read_bytes()
+        data = yaml.safe_load(raw)
+    except OSError as e:
+        raise PolicyError(f"{path}: cannot read: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{path}: not valid YAML: {e}") from e
+    try:
+        spec = PolicyFile.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise PolicyError(f"{path}: {where}: {first['msg']}") from e
+    _check_ladder(path, spec)
+    return Policy(spec, hashlib.sha256(raw).hexdigest())
+
+
+def _check_ladder(path: Path, spec: PolicyFile) -> None:
+    ladders = [("defaults", spec.defaults.ladder)]
+    ladders += [(f"categories.{k}", c.ladder) for k, c in spec.categories.items() if c.ladder]
+    for where, ladder in ladders:
+        raises = [i for i, s in enumerate(ladder) if s.action == LadderAction.RAISE]
+        if raises and raises[-1] != len(ladder) - 1:
+            raise PolicyError(f"{path}: {where}.ladder: 'raise' must be the last step")

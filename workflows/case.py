@@ -1,0 +1,654 @@
+"""The case workflow: one durable workflow per dispute, from intake to archive.
+
+Human steps arrive as Updates. Each has a validator that rejects a step which does not fit
+the state; a rejected Update is never written to history, so a wrong click leaves no trace.
+Every clock of the case (report-in, sign-off, each ladder step, feedback) is folded into
+one loop that sleeps until the earliest deadline, so the state object alone says what
+happens next and continue-as-new carries it without losing a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from whistle import search_attributes as sa
+    from whistle.domain import (
+        ActivityName,
+        CaseEvent,
+        CasePolicy,
+        CaseState,
+        CaseStatus,
+        Clock,
+        CloseCase,
+        CloseReason,
+        DeadlineRequest,
+        DecideExtension,
+        DepartmentRef,
+        Escalation,
+        EventKind,
+        Extension,
+        ExtensionStatus,
+        Feedback,
+        LadderAction,
+        Level,
+        Notification,
+        OpenedResult,
+        Outcome,
+        OutcomeKind,
+        Projection,
+        RecordFeedback,
+        RecordOutcome,
+        Redispatch,
+        ReportIn,
+        RequestExtension,
+        ReturnSummons,
+        Satisfaction,
+        SignOff,
+        StepResult,
+        SummonMore,
+        Summons,
+        SummonsStatus,
+    )
+
+# Reading the policy or the read model may wait for a database that is down: keep trying,
+# the case just waits (nothing a user submitted is lost, it is in history already).
+_IO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+_IO_TIMEOUT = timedelta(seconds=30)
+
+
+class StepRejected(ApplicationError):
+    """A step that does not fit the case's state; `code` is stable for API clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, type=code, non_retryable=True)
+
+
+@workflow.defn
+class CaseWorkflow:
+    """One dispute (矛盾纠纷) through the closed loop, from 受理 to 办结归档."""
+
+    @workflow.init
+    def __init__(self, state: CaseState) -> None:
+        # Built in __init__ so an Update that arrives with the start finds the state ready.
+        self.s = state
+        self._lock = asyncio.Lock()
+        self._summoning: set[str] = set()  # departments being summoned by a running handler
+        self._upserted: dict[str, object] = {}
+
+    # --- the main loop --------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, state: CaseState) -> CaseState:
+        if self.s.opened_at is None:
+            await self._open()
+        while self.s.status != CaseStatus.CLOSED:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and not self._summoning
+                )
+                await self._flush()
+                self.s.runs += 1
+                workflow.continue_as_new(self.s)
+            await self._sleep_until(self._next_due())
+            self._fire_due_clocks()
+            await self._flush()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        return self.s
+
+    async def _open(self) -> None:
+        self.s.policy = await workflow.execute_activity(
+            ActivityName.LOAD_POLICY,
+            self.s.start.intake.category,
+            result_type=CasePolicy,
+            start_to_close_timeout=_IO_TIMEOUT,
+            retry_policy=_IO_RETRY,
+        )
+        now = workflow.now()
+        self.s.opened_at = now
+        intake = self.s.start.intake
+        self._event(
+            EventKind.OPENED,
+            self.s.start.actor,
+            None,
+            category=intake.category,
+            level=self.s.level,
+            owner=self.s.owner,
+            policy_version=self.s.policy.version,
+        )
+        await self._summon(self.s.start.departments, self.s.start.actor, reason="intake")
+        await self._flush()
+
+    async def _sleep_until(self, due: datetime | None) -> None:
+        """Sleep until `due`, or until a step moves the earliest deadline or closes the case."""
+
+        def changed() -> bool:
+            return (
+                self._next_due() != due
+                or self.s.status == CaseStatus.CLOSED
+                or workflow.info().is_continue_as_new_suggested()
+            )
+
+        if due is None:
+            await workflow.wait_condition(changed)
+            return
+        timeout = (due - workflow.now()).total_seconds()
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):  # the deadline came: the loop fires it
+            await workflow.wait_condition(changed, timeout=timeout)
+
+    # --- clocks and the escalation ladder --------------------------------------------------
+
+    def _next_due(self) -> datetime | None:
+        dues: list[datetime] = []
+        for s in self.s.open_summonses():
+            clock, due = self._running_clock(s)
+            if not self._escalation(s, clock, due):
+                dues.append(due)
+            dues += [e.next_due for e in s.escalations if not e.done]
+        if self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_due:
+            dues.append(self.s.feedback_due)
+        return min(dues, default=None)
+
+    @staticmethod
+    def _running_clock(s: Summons) -> tuple[Clock, datetime]:
+        if s.status == SummonsStatus.SUMMONED:
+            return Clock.REPORT_IN, s.report_in_due
+        return Clock.SIGN_OFF, s.sign_off_due
+
+    @staticmethod
+    def _escalation(s: Summons, clock: Clock, due: datetime) -> Escalation | None:
+        for e in s.escalations:
+            if e.clock == clock and e.missed_at == due:
+                return e
+        return None
+
+    def _fire_due_clocks(self) -> None:
+        now = workflow.now()
+        ladder = self._policy.ladder
+        for s in self.s.open_summonses():
+            clock, due = self._running_clock(s)
+            if due <= now and not self._escalation(s, clock, due):
+                s.escalations.append(
+                    Escalation(
+                        clock=clock,
+                        missed_at=due,
+                        from_level=self.s.level,
+                        next_due=due + timedelta(hours=ladder[0].after_hours),
+                    )
+                )
+                self._event(EventKind.CLOCK_MISSED, "system", s.department, clock=clock, due=due)
+            for e in s.escalations:
+                while not e.done and e.next_due <= now:
+                    self._climb(s, e)
+        if (
+            self.s.status == CaseStatus.AWAITING_FEEDBACK
+            and self.s.feedback_due
+            and self.s.feedback_due <= now
+        ):
+            self._close(CloseReason.NO_FEEDBACK, "system")
+
+    def _climb(self, s: Summons, e: Escalation) -> None:
+        """Take the next ladder step of a missed clock and schedule the one after."""
+        ladder = self._policy.ladder
+        step = ladder[min(e.next_step, len(ladder) - 1)]
+        e.last_action = step.action
+        reason = f"{e.clock} missed (due {e.missed_at.isoformat()})"
+        if step.action == LadderAction.REMIND:
+            self._escalated(s, e, step.action, reason, f"department:{s.department}")
+        elif step.action == LadderAction.NOTIFY_SUPERVISOR:
+            target = f"department:{s.supervisor}" if s.supervisor else self._centre_above()
+            self._escalated(s, e, step.action, reason, target)
+        elif not self._raise(reason, s.department, e):
+            e.done = True  # nothing above the city: flagged, never lost
+            return
+        if e.next_step + 1 < len(ladder):
+            e.next_step += 1
+            e.next_due = e.next_due + timedelta(hours=ladder[e.next_step].after_hours)
+        elif step.action == LadderAction.RAISE:
+            e.next_due = e.next_due + timedelta(hours=step.after_hours)  # climb on
+        else:
+            e.done = True
+
+    def _escalated(
+        self, s: Summons, e: Escalation, action: LadderAction, reason: str, notify: str | None
+    ) -> None:
+        seq = self._event(
+            EventKind.ESCALATED, "system", s.department, action=action, clock=e.clock,
+            reason=reason, level=self.s.level,
+        )
+        if notify:
+            self._notify(seq, notify)
+
+    def _raise(self, reason: str, department: str | None, e: Escalation | None = None) -> bool:
+        """提级: hand the case to the next level's centre. False at the top (city).
+
+        A missed clock raises the case one level above where its own ladder last stood, so
+        two departments missing the same clock do not lift the case two levels at once."""
+        if e is not None:
+            target = (e.raised_to or e.from_level).above()
+            if target is not None and _rank(self.s.level) <= _rank(target):
+                e.raised_to = target
+                self._event(EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
+                            reason=reason, level=self.s.level, already_at=self.s.level)
+                return True
+        above = self.s.level.above()
+        if above is None:
+            if not self.s.unresolved_at_top:
+                self.s.unresolved_at_top = True
+                self._event(
+                    EventKind.ESCALATED, "system", department, action="unresolved_at_top",
+                    reason=reason, level=self.s.level,
+                )
+                self._notify(self.s.events[-1].seq, f"centre:{self.s.owner}")
+            return False
+        previous = self.s.level
+        self.s.level = above
+        self.s.owner = next(n.code for n in self.s.start.path if n.level == above)
+        seq = self._event(
+            EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
+            reason=reason, from_level=previous, level=above, owner=self.s.owner,
+        )
+        self._notify(seq, f"centre:{self.s.owner}")
+        if e is not None:
+            e.raised_to = above
+        return True
+
+    def _centre_above(self) -> str:
+        above = self.s.level.above()
+        if above is None:
+            return f"centre:{self.s.owner}"
+        return "centre:" + next(n.code for n in self.s.start.path if n.level == above)
+
+    # --- department steps -----------------------------------------------------------------
+
+    @workflow.update
+    async def report_in(self, step: ReportIn) -> StepResult:
+        """报到: the department acknowledges the summons and takes part."""
+        s = self._summons(step.department)
+        s.status = SummonsStatus.REPORTED_IN
+        s.reported_in_at = workflow.now()
+        late = self._settle(s, Clock.REPORT_IN)
+        self._event(EventKind.REPORTED_IN, step.actor, s.department, late=late, note=step.note)
+        return await self._commit()
+
+    @report_in.validator
+    def _check_report_in(self, step: ReportIn) -> None:
+        self._expect(step.department, SummonsStatus.SUMMONED, "report in")
+
+    @workflow.update
+    async def sign_off(self, step: SignOff) -> StepResult:
+        """签收意见/办结: the department states what it did and its opinion."""
+        s = self._summons(step.department)
+        s.status = SummonsStatus.SIGNED_OFF
+        s.signed_off_at = workflow.now()
+        s.opinion, s.actions_taken = step.opinion, step.actions_taken
+        late = self._settle(s, Clock.SIGN_OFF)
+        seq = self._event(EventKind.SIGNED_OFF, step.actor, s.department, late=late,
+                          opinion=step.opinion, actions_taken=step.actions_taken)
+        if not self.s.open_summonses():
+            self._notify(seq, f"centre:{self.s.owner}")  # every department has signed off
+        return await self._commit()
+
+    @sign_off.validator
+    def _check_sign_off(self, step: SignOff) -> None:
+        self._expect(step.department, SummonsStatus.REPORTED_IN, "sign off")
+
+    @workflow.update
+    async def return_summons(self, step: ReturnSummons) -> StepResult:
+        """退单: the summons is not this department's business; the hub re-dispatches."""
+        s = self._summons(step.department)
+        s.status = SummonsStatus.RETURNED
+        s.return_reason = step.reason
+        self._settle(s, None)
+        seq = self._event(EventKind.RETURNED, step.actor, s.department, reason=step.reason)
+        self._notify(seq, f"centre:{self.s.owner}")
+        return await self._commit()
+
+    @return_summons.validator
+    def _check_return(self, step: ReturnSummons) -> None:
+        self._expect(step.department, None, "return the summons")
+
+    @workflow.update
+    async def request_extension(self, step: RequestExtension) -> StepResult:
+        """延期申请: ask for a later sign-off deadline; the hub decides."""
+        s = self._summons(step.department)
+        s.extension = Extension(
+            requested_at=workflow.now(), new_deadline=step.new_deadline, reason=step.reason
+        )
+        seq = self._event(EventKind.EXTENSION_REQUESTED, step.actor, s.department,
+                          new_deadline=step.new_deadline, reason=step.reason)
+        self._notify(seq, f"centre:{self.s.owner}")
+        return await self._commit()
+
+    @request_extension.validator
+    def _check_request_extension(self, step: RequestExtension) -> None:
+        s = self._expect(step.department, SummonsStatus.REPORTED_IN, "ask for an extension")
+        if s.extension and s.extension.status == ExtensionStatus.PENDING:
+            raise StepRejected("extension_pending", "an extension request is already pending")
+        if step.new_deadline <= max(s.sign_off_due, workflow.now()):
+            raise StepRejected(
+                "invalid_deadline",
+                f"new_deadline must be later than the current sign-off deadline "
+                f"({s.sign_off_due.isoformat()}) and than now",
+            )
+
+    # --- coordinator steps ----------------------------------------------------------------
+
+    @workflow.update
+    async def decide_extension(self, step: DecideExtension) -> StepResult:
+        """延期审批: approve (the sign-off clock moves) or refuse an extension request."""
+        s = self._summons(step.department)
+        ext = s.extension
+        assert ext is not None  # the validator saw it pending
+        ext.status = ExtensionStatus.APPROVED if step.approve else ExtensionStatus.REFUSED
+        ext.decided_at = workflow.now()
+        if step.approve:
+            self._settle(s, Clock.SIGN_OFF)  # the old deadline no longer counts
+            s.sign_off_due = ext.new_deadline
+        seq = self._event(EventKind.EXTENSION_DECIDED, step.actor, s.department,
+                          approved=step.approve, comment=step.comment,
+                          sign_off_due=s.sign_off_due)
+        self._notify(seq, f"department:{s.department}")
+        return await self._commit()
+
+    @decide_extension.validator
+    def _check_decide_extension(self, step: DecideExtension) -> None:
+        s = self._expect(step.department, SummonsStatus.REPORTED_IN, "have an extension decided")
+        if not s.extension or s.extension.status != ExtensionStatus.PENDING:
+            raise StepRejected("no_pending_extension",
+                               f"department {step.department} has no pending extension request")
+
+    @workflow.update
+    async def summon_more(self, step: SummonMore) -> StepResult:
+        """吹哨: summon further departments to the case."""
+        await self._summon(step.departments, step.actor, reason=step.reason)
+        return await self._commit()
+
+    @summon_more.validator
+    def _check_summon_more(self, step: SummonMore) -> None:
+        self._expect_case(CaseStatus.OPEN, "summon departments")
+        codes = [d.code for d in step.departments]
+        if len(set(codes)) != len(codes):
+            raise StepRejected("duplicate_department", "a department is listed twice")
+        for code in codes:
+            self._expect_summonable(code)
+
+    @workflow.update
+    async def redispatch(self, step: Redispatch) -> StepResult:
+        """重新分拨: send a returned summons to the department it belongs to."""
+        s = self._summons(step.department)
+        s.redispatched_to = step.to.code
+        self._event(EventKind.REDISPATCHED, step.actor, s.department, to=step.to.code,
+                    reason=step.reason)
+        await self._summon([step.to], step.actor, reason=step.reason or "redispatch")
+        return await self._commit()
+
+    @redispatch.validator
+    def _check_redispatch(self, step: Redispatch) -> None:
+        self._expect_case(CaseStatus.OPEN, "re-dispatch")
+        s = self._expect(step.department, SummonsStatus.RETURNED, "be re-dispatched")
+        if s.redispatched_to:
+            raise StepRejected("already_redispatched",
+                               f"this summons was already re-dispatched to {s.redispatched_to}")
+        if step.to.code == step.department:
+            raise StepRejected("same_department", "re-dispatch to another department")
+        self._expect_summonable(step.to.code)
+
+    @workflow.update
+    async def record_outcome(self, step: RecordOutcome) -> StepResult:
+        """结果: mediated agreement, administrative resolution, referral, withdrawal or
+        unresolved (which raises the case a level)."""
+        now = workflow.now()
+        outcome = Outcome(kind=step.kind, summary=step.summary, agreement_text=step.agreement_text,
+                          recorded_at=now, actor=step.actor)
+        self.s.outcomes.append(outcome)
+        self._event(EventKind.OUTCOME, step.actor, None, kind=step.kind, summary=step.summary,
+                    agreement_text=step.agreement_text)
+        if step.kind == OutcomeKind.WITHDRAWN:
+            self.s.outcome = outcome
+            for s in self.s.open_summonses():
+                s.status = SummonsStatus.CANCELLED
+                self._settle(s, None)
+            self._close(CloseReason.WITHDRAWN, step.actor)
+        elif step.kind == OutcomeKind.UNRESOLVED and self._raise(step.summary, None):
+            pass  # the centre above takes the case over; it stays open
+        else:
+            self.s.outcome = outcome
+            self.s.status = CaseStatus.AWAITING_FEEDBACK
+            [self.s.feedback_due] = await self._deadlines(now, [self._policy.feedback_hours])
+        return await self._commit()
+
+    @record_outcome.validator
+    def _check_outcome(self, step: RecordOutcome) -> None:
+        self._expect_case(CaseStatus.OPEN, "record an outcome")
+        if step.kind == OutcomeKind.MEDIATED_AGREEMENT and not step.agreement_text:
+            raise StepRejected("agreement_text_required",
+                               "a mediated agreement needs agreement_text (调解协议)")
+        busy = [s.department for s in self.s.open_summonses()] + sorted(self._summoning)
+        if busy and step.kind != OutcomeKind.WITHDRAWN:
+            raise StepRejected(
+                "summonses_open",
+                "summonses still open: " + ", ".join(busy)
+                + " (they must sign off or be returned first; 'withdrawn' ends the case now)",
+            )
+
+    @workflow.update
+    async def record_feedback(self, step: RecordFeedback) -> StepResult:
+        """评估反馈: the parties rate the result; unsatisfied reopens the case once."""
+        self.s.feedback = Feedback(satisfaction=step.satisfaction, comment=step.comment,
+                                   recorded_at=workflow.now(), actor=step.actor)
+        seq = self._event(EventKind.FEEDBACK, step.actor, None,
+                          satisfaction=step.satisfaction, comment=step.comment)
+        if step.satisfaction != Satisfaction.UNSATISFIED:
+            self._close(CloseReason.FEEDBACK, step.actor)
+        elif self.s.reopen_count < self._policy.max_reopens:
+            self.s.reopen_count += 1
+            self.s.status = CaseStatus.OPEN
+            self.s.outcome = self.s.feedback_due = None
+            self._event(EventKind.REOPENED, step.actor, None, reopen_count=self.s.reopen_count)
+            self._notify(seq, f"centre:{self.s.owner}")
+        else:
+            self._close(CloseReason.UNSATISFIED, step.actor)
+        return await self._commit()
+
+    @record_feedback.validator
+    def _check_feedback(self, step: RecordFeedback) -> None:
+        self._expect_case(CaseStatus.AWAITING_FEEDBACK, "record feedback")
+
+    @workflow.update
+    async def close(self, step: CloseCase) -> StepResult:
+        """办结归档: close a case whose outcome is recorded without waiting for feedback."""
+        self._close(CloseReason.CLOSED_BY_COORDINATOR, step.actor, reason=step.reason)
+        return await self._commit()
+
+    @close.validator
+    def _check_close(self, step: CloseCase) -> None:
+        if self.s.status == CaseStatus.OPEN:
+            raise StepRejected("outcome_required",
+                               "record an outcome before closing ('withdrawn' ends a case early)")
+        self._expect_case(CaseStatus.AWAITING_FEEDBACK, "close")
+
+    @workflow.update
+    async def opened(self) -> OpenedResult:
+        """Returns once the case is open and in the read model (sent with the start)."""
+        await workflow.wait_condition(lambda: self.s.projected_seq > 0)
+        return OpenedResult(case_id=self.s.case_id, request_id=self.s.start.request_id,
+                            status=self.s.status, level=self.s.level)
+
+    @workflow.query
+    def state(self) -> CaseState:
+        """The whole case: summonses and their clocks, ladder, timeline."""
+        return self.s
+
+    # --- helpers --------------------------------------------------------------------------
+
+    @property
+    def _policy(self) -> CasePolicy:
+        assert self.s.policy is not None  # loaded before any clock or step can run
+        return self.s.policy
+
+    def _expect_case(self, status: CaseStatus, what: str) -> None:
+        if self.s.status != status:
+            if self.s.status == CaseStatus.CLOSED:
+                raise StepRejected("case_closed", f"cannot {what}: the case is closed")
+            raise StepRejected("wrong_case_status",
+                               f"cannot {what}: the case is {self.s.status}, not {status}")
+
+    def _expect(self, department: str, status: SummonsStatus | None, what: str) -> Summons:
+        """The department's current summons, if it can `what` now; else a clear rejection.
+        `status` None means any open summons."""
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", f"cannot {what}: the case is closed")
+        s = self.s.current(department)
+        if s is None:
+            raise StepRejected("not_summoned",
+                               f"department {department} was not summoned to this case")
+        ok = s.status.is_open if status is None else s.status == status
+        if not ok:
+            hint = {
+                SummonsStatus.SUMMONED: "it has not reported in yet",
+                SummonsStatus.REPORTED_IN: "it has already reported in",
+                SummonsStatus.SIGNED_OFF: "it has already signed off",
+                SummonsStatus.RETURNED: "it returned the summons",
+                SummonsStatus.CANCELLED: "the summons was cancelled",
+            }[s.status]
+            raise StepRejected("wrong_summons_status",
+                               f"department {department} cannot {what}: {hint}")
+        return s
+
+    def _expect_summonable(self, code: str) -> None:
+        current = self.s.current(code)
+        if code in self._summoning or (current and current.status.is_open):
+            raise StepRejected("already_summoned",
+                               f"department {code} is already summoned to this case")
+
+    def _summons(self, department: str) -> Summons:
+        s = self.s.current(department)
+        assert s is not None  # the validator checked it
+        return s
+
+    def _settle(self, s: Summons, clock: Clock | None) -> bool:
+        """Stop the ladders of `clock` (all clocks if None); True if one was running."""
+        running = [e for e in s.escalations if not e.done and (clock is None or e.clock == clock)]
+        for e in running:
+            e.done = True
+        return bool(running)
+
+    async def _summon(self, departments: list[DepartmentRef], actor: str, reason: str | None
+                      ) -> None:
+        codes = {d.code for d in departments}
+        self._summoning |= codes
+        try:
+            now = workflow.now()
+            report_in_due, sign_off_due = await self._deadlines(
+                now, [self._policy.report_in_hours, self._policy.sign_off_hours]
+            )
+        finally:
+            self._summoning -= codes
+        for d in departments:
+            previous = self.s.current(d.code)
+            self.s.summonses.append(Summons(
+                department=d.code, supervisor=d.supervisor,
+                round=previous.round + 1 if previous else 1,
+                summoned_at=now, report_in_due=report_in_due, sign_off_due=sign_off_due,
+            ))
+            seq = self._event(EventKind.SUMMONED, actor, d.code, reason=reason,
+                              report_in_due=report_in_due, sign_off_due=sign_off_due)
+            self._notify(seq, f"department:{d.code}")
+
+    async def _deadlines(self, start: datetime, hours: list[float]) -> list[datetime]:
+        return await workflow.execute_activity(
+            ActivityName.PLAN_DEADLINES,
+            DeadlineRequest(start=start, hours=hours),
+            result_type=list[datetime],
+            start_to_close_timeout=_IO_TIMEOUT,
+            retry_policy=_IO_RETRY,
+        )
+
+    def _close(self, reason: CloseReason, actor: str, **data: object) -> None:
+        self.s.status = CaseStatus.CLOSED
+        self.s.close_reason = reason
+        self.s.closed_at = workflow.now()
+        self._event(EventKind.CLOSED, actor, None, reason=reason, **data)
+
+    def _event(self, kind: EventKind, actor: str, department: str | None, **data: object) -> int:
+        seq = (self.s.events[-1].seq if self.s.events else 0) + 1
+        self.s.events.append(CaseEvent(
+            seq=seq, kind=kind, at=workflow.now(), actor=actor, department=department,
+            data={k: _plain(v) for k, v in data.items() if v is not None},
+        ))
+        return seq
+
+    def _notify(self, seq: int, recipient: str) -> None:
+        self.s.notifications.append(Notification(seq=seq, recipient=recipient))
+
+    async def _commit(self) -> StepResult:
+        await self._flush()
+        return StepResult(case_id=self.s.case_id, seq=self.s.events[-1].seq,
+                          status=self.s.status, level=self.s.level)
+
+    async def _flush(self) -> None:
+        """Project new events into the read model, then refresh the search attributes.
+        Serialised so concurrent steps cannot write an older snapshot over a newer one."""
+        async with self._lock:
+            self._upsert_search_attributes()
+            events = [e for e in self.s.events if e.seq > self.s.projected_seq]
+            if not events:
+                return
+            notes = [n for n in self.s.notifications if n.seq > self.s.projected_seq]
+            snapshot = self.s.model_copy(update={"events": [], "notifications": []})
+            await workflow.execute_activity(
+                ActivityName.PROJECT_CASE,
+                Projection(state=snapshot, events=events, notifications=notes),
+                start_to_close_timeout=_IO_TIMEOUT,
+                retry_policy=_IO_RETRY,
+            )
+            self.s.projected_seq = events[-1].seq
+            # Delivered to the outbox: no need to carry them through continue-as-new.
+            self.s.notifications = [n for n in self.s.notifications if n.seq > events[-1].seq]
+
+    def _upsert_search_attributes(self) -> None:
+        values: dict[str, object] = {
+            sa.STATUS.name: str(self.s.status),
+            sa.LEVEL.name: str(self.s.level),
+            sa.CATEGORY.name: self.s.start.intake.category,
+            sa.JURISDICTION.name: [n.code for n in self.s.start.path],
+            sa.OVERDUE.name: self.s.overdue,
+            sa.DEPARTMENTS.name: sorted({s.department for s in self.s.summonses}),
+        }
+        changed = [k for k, v in values.items() if self._upserted.get(k) != v]
+        if not changed:
+            return
+        updates = [_SA_UPDATE[k](values[k]) for k in changed]
+        workflow.upsert_search_attributes(updates)
+        self._upserted.update(values)
+
+
+_SA_UPDATE: dict[str, Callable[[object], object]] = {
+    key.name: key.value_set for key in sa.ALL  # type: ignore[misc]
+}
+
+
+def _rank(level: Level) -> int:
+    """0 for the city, growing downwards."""
+    return list(Level).index(level)
+
+
+def _plain(v: object) -> object:
+    """Timeline data is JSON: enums as their value, datetimes as ISO strings."""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, StrEnum):
+        return str(v)
+    return v
