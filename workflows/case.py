@@ -582,7 +582,8 @@ class CaseWorkflow:
         self.s.closed_at = workflow.now()
         self._event(EventKind.CLOSED, actor, None, reason=reason, **data)
 
-    def _event(self, kind: EventKind, actor: str, department: str | None, **data: object) -> int:
+    def _event(self, kind: EventKind, actor: str, department: str | None, /, **data: object
+               ) -> int:
         seq = (self.s.events[-1].seq if self.s.events else 0) + 1
         self.s.events.append(CaseEvent(
             seq=seq, kind=kind, at=workflow.now(), actor=actor, department=department,

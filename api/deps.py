@@ -1,0 +1,53 @@
+"""Dependencies every route shares, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from temporalio.client import Client
+
+from api.errors import invalid
+from whistle.policy import Policy
+from whistle.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _client(request: Request) -> Client:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+def _policy(request: Request) -> Policy:
+    return request.app.state.policy  # type: ignore[no-any-return]
+
+
+def _session(engine: Annotated[Engine, Depends(_engine)]) -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+
+
+def _actor(x_whistle_actor: Annotated[str | None, Header()] = None) -> str:
+    """Who acts. Until sign-in exists this is the X-Whistle-Actor header (default
+    "anonymous"); it is recorded on every step."""
+    actor = (x_whistle_actor or "anonymous").strip()
+    if not actor or len(actor) > 128:
+        raise invalid("X-Whistle-Actor", "must be 1 to 128 characters")
+    return actor
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+EngineDep = Annotated[Engine, Depends(_engine)]
+ClientDep = Annotated[Client, Depends(_client)]
+PolicyDep = Annotated[Policy, Depends(_policy)]
+SessionDep = Annotated[Session, Depends(_session)]
+ActorDep = Annotated[str, Depends(_actor)]

@@ -1,0 +1,180 @@
+"""Request bodies and responses of the JSON API. Bodies refuse unknown fields; the
+department and the actor come from the path and the caller, never from the body."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from whistle.domain import Code, LongText, OutcomeKind, Satisfaction
+
+Note = Annotated[str, StringConstraints(max_length=2000)]
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReportInBody(Body):
+    note: Note | None = None
+
+
+class SignOffBody(Body):
+    opinion: LongText
+    actions_taken: LongText
+
+
+class ReturnBody(Body):
+    reason: LongText
+
+
+class ExtensionBody(Body):
+    new_deadline: AwareDatetime
+    reason: LongText
+
+
+class ExtensionDecisionBody(Body):
+    approve: bool
+    comment: Note | None = None
+
+
+class SummonBody(Body):
+    departments: list[Code] = Field(min_length=1, max_length=30)
+    reason: Note | None = None
+
+
+class RedispatchBody(Body):
+    to: Code
+    reason: Note | None = None
+
+
+class OutcomeBody(Body):
+    kind: OutcomeKind
+    summary: LongText
+    agreement_text: LongText | None = None
+
+
+class FeedbackBody(Body):
+    satisfaction: Satisfaction
+    comment: Note | None = None
+
+
+class CloseBody(Body):
+    reason: LongText
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class StepOut(BaseModel):
+    case_id: str
+    seq: int
+    status: str
+    level: str
+
+
+class SummonsOut(BaseModel):
+    department: str
+    round: int
+    status: str
+    supervisor: str | None
+    summoned_at: datetime
+    report_in_due: datetime
+    sign_off_due: datetime
+    next_due: datetime | None
+    reported_in_at: datetime | None
+    signed_off_at: datetime | None
+    opinion: str | None
+    actions_taken: str | None
+    return_reason: str | None
+    redispatched_to: str | None
+    extension_status: str | None
+    extension_deadline: datetime | None
+    extension_reason: str | None
+    overdue: bool
+    escalation: str | None
+
+
+class EventOut(BaseModel):
+    seq: int
+    kind: str
+    at: datetime
+    actor: str
+    department: str | None
+    data: dict[str, Any]
+
+
+class CaseOut(BaseModel):
+    case_id: str
+    external_ref: str | None
+    title: str
+    category: str
+    status: str
+    level: str
+    owner: str
+    location: str
+    source_channel: str
+    departments: list[str]
+    overdue: bool
+    unresolved_at_top: bool
+    outcome_kind: str | None
+    satisfaction: str | None
+    close_reason: str | None
+    reopen_count: int
+    opened_at: datetime
+    updated_at: datetime
+    feedback_due: datetime | None
+    closed_at: datetime | None
+
+
+class CaseDetail(CaseOut):
+    description: str
+    parties: list[dict[str, Any]]
+    policy_version: str | None
+    outcome_summary: str | None
+    agreement_text: str | None
+    opened_by: str
+    workflow_id: str
+    temporal_ui_url: str
+    summonses: list[SummonsOut]
+    timeline: list[EventOut]
+
+
+class InboxItem(SummonsOut):
+    case_id: str
+    case_title: str
+    case_category: str
+    case_level: str
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Jurisdiction(BaseModel):
+    code: str
+    level: str
+    name_zh: str
+    name_en: str
+    parent: str | None
+
+
+class Department(BaseModel):
+    code: str
+    kind: str
+    jurisdiction: str
+    name_zh: str
+    name_en: str
+    supervisor: str | None
+
+
+class Category(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str

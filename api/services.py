@@ -1,0 +1,194 @@
+"""What the routes do, as keyword-only functions: resolve an intake, open a case, run a
+step on its workflow, read the read model."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError, invalid, not_found
+from api.schemas import CaseDetail, CaseOut, EventOut, InboxItem, Page, SummonsOut
+from whistle.domain import (
+    CaseIntake,
+    CaseStart,
+    CaseState,
+    DepartmentRef,
+    Level,
+    OpenedResult,
+    StepResult,
+    workflow_id,
+)
+from whistle.models import CaseEventRecord, CaseRecord, Category, Jurisdiction, SummonsRecord
+from whistle.policy import Policy
+from whistle.reference import default_level, department_refs, node_path, route
+from whistle.settings import Settings
+from workflows.case import CaseWorkflow
+
+
+def case_id_for(external_ref: str | None) -> str:
+    """A stable id for an external reference (so a repeat finds the same workflow),
+    else a fresh one."""
+    if external_ref is None:
+        return uuid.uuid4().hex[:16]
+    return hashlib.sha256(external_ref.encode()).hexdigest()[:16]
+
+
+def resolve_intake(*, session: Session, policy: Policy, intake: CaseIntake, actor: str
+                   ) -> CaseState:
+    """Check the intake against reference data and build the new case's state: where it
+    sits, which centre owns it, which departments are summoned."""
+    if session.get(Category, intake.category) is None:
+        raise invalid("category", f"unknown category {intake.category!r}")
+    path = node_path(session, intake.location)
+    if path is None:
+        raise invalid("location", f"unknown jurisdiction {intake.location!r}")
+    level = intake.level or default_level(path)
+    owners = [n for n in path if n.level == level]
+    if level == Level.GRID or not owners:
+        raise invalid("level", f"{intake.location} has no {level} centre above it")
+    owner_path = path[: path.index(owners[0]) + 1]
+    refs = _departments(session, policy, intake, owner_path)
+    start = CaseStart(case_id=case_id_for(intake.external_ref), request_id=uuid.uuid4().hex,
+                      actor=actor, intake=intake, path=path, departments=refs)
+    return CaseState(start=start, level=level, owner=owners[0].code)
+
+
+def _departments(session: Session, policy: Policy, intake: CaseIntake,
+                 owner_path: list[Any]) -> list[DepartmentRef]:
+    if intake.departments is None:
+        return route(session, policy.department_kinds(intake.category), owner_path)
+    if len(set(intake.departments)) != len(intake.departments):
+        raise invalid("departments", "a department is listed twice")
+    return known_departments(session=session, codes=intake.departments, field="departments")
+
+
+def known_departments(*, session: Session, codes: list[str], field: str) -> list[DepartmentRef]:
+    """Refs for `codes`, or a 422 naming the unknown ones."""
+    refs, unknown = department_refs(session, codes)
+    if unknown:
+        raise invalid(field, "unknown department(s): " + ", ".join(unknown))
+    return refs
+
+
+def case_by_ref(*, session: Session, external_ref: str) -> str | None:
+    """The id of the case opened with `external_ref`, if any."""
+    q = select(CaseRecord.case_id).where(CaseRecord.external_ref == external_ref)
+    return session.exec(q).first()
+
+
+async def open_case(*, client: Client, settings: Settings, state: CaseState) -> bool:
+    """Start the case workflow, or attach to the one already there; True if this call
+    created it. Returns once the case is in the read model."""
+    start = WithStartWorkflowOperation(
+        CaseWorkflow.run, state, id=workflow_id(state.case_id), task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    try:
+        result: OpenedResult = await client.execute_update_with_start_workflow(
+            CaseWorkflow.opened, start_workflow_operation=start
+        )
+    except WorkflowAlreadyStartedError:
+        return False  # the case ran and closed already: the read model has it
+    return result.request_id == state.start.request_id
+
+
+async def run_step(*, client: Client, session: Session, case_id: str, update: Any, arg: Any
+                   ) -> StepResult:
+    """Send one step to the case's workflow; a rejection becomes 409 with its reason."""
+    handle = client.get_workflow_handle(workflow_id(case_id))
+    try:
+        result: StepResult = await handle.execute_update(update, arg)
+        return result
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError):
+            raise ApiError(409, cause.type or "step_rejected", cause.message) from e
+        raise
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise unavailable(e) from e
+        if session.get(CaseRecord, case_id) is not None:
+            raise ApiError(409, "case_closed", "the case is closed") from e
+        raise not_found("case", case_id) from e
+
+
+def unavailable(e: RPCError) -> ApiError:
+    """The engine could not take the step now; nothing was recorded, the caller may retry."""
+    return ApiError(503, "case_unavailable",
+                    f"the step was not recorded, try again shortly ({e.message})")
+
+
+def case_detail(*, session: Session, settings: Settings, case_id: str) -> CaseDetail:
+    """The case with its summonses and timeline, from the read model."""
+    row = session.get(CaseRecord, case_id)
+    if row is None:
+        raise not_found("case", case_id)
+    summonses = session.exec(select(SummonsRecord).where(SummonsRecord.case_id == case_id)
+                             .order_by(col(SummonsRecord.summoned_at), col(SummonsRecord.round)))
+    events = session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id)
+                          .order_by(col(CaseEventRecord.seq)))
+    wid = workflow_id(case_id)
+    return CaseDetail(
+        **row.model_dump(), workflow_id=wid,
+        temporal_ui_url=f"{settings.temporal_ui_url}/namespaces/"
+                        f"{settings.temporal_namespace}/workflows/{wid}",
+        summonses=[SummonsOut.model_validate(s, from_attributes=True) for s in summonses],
+        timeline=[EventOut.model_validate(e, from_attributes=True) for e in events],
+    )
+
+
+def list_cases(*, session: Session, filters: dict[str, Any], limit: int, offset: int
+               ) -> Page[CaseOut]:
+    """Cases matching `filters` (status, level, category, department, jurisdiction,
+    overdue), newest first."""
+    q = select(CaseRecord)
+    for name in ("status", "level", "category"):
+        if filters.get(name) is not None:
+            q = q.where(getattr(CaseRecord, name) == filters[name])
+    if filters.get("overdue") is not None:
+        q = q.where(CaseRecord.overdue == filters["overdue"])
+    if filters.get("department") is not None:
+        summoned = select(SummonsRecord.case_id).where(
+            SummonsRecord.department == filters["department"])
+        q = q.where(col(CaseRecord.case_id).in_(summoned))
+    if filters.get("jurisdiction") is not None:
+        node = session.get(Jurisdiction, filters["jurisdiction"])
+        if node is None:
+            raise invalid("jurisdiction", f"unknown jurisdiction {filters['jurisdiction']!r}")
+        q = q.where(col(CaseRecord.jurisdiction_path).startswith(node.path))
+    total = session.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = session.exec(q.order_by(col(CaseRecord.opened_at).desc(), col(CaseRecord.case_id))
+                        .limit(limit).offset(offset))
+    return Page(items=[CaseOut.model_validate(r, from_attributes=True) for r in rows],
+                total=total, limit=limit, offset=offset)
+
+
+def inbox(*, session: Session, department: str, limit: int, offset: int) -> Page[InboxItem]:
+    """A department's open summonses, soonest deadline first."""
+    q = (select(SummonsRecord, CaseRecord)
+         .join(CaseRecord, col(CaseRecord.case_id) == col(SummonsRecord.case_id))
+         .where(SummonsRecord.department == department,
+                col(SummonsRecord.status).in_(["summoned", "reported_in"])))
+    total = session.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = session.exec(q.order_by(col(SummonsRecord.next_due), col(SummonsRecord.case_id))
+                        .limit(limit).offset(offset))
+    items = [
+        InboxItem(**SummonsOut.model_validate(s, from_attributes=True).model_dump(),
+                  case_id=c.case_id, case_title=c.title, case_category=c.category,
+                  case_level=c.level)
+        for s, c in rows
+    ]
+    return Page(items=items, total=total, limit=limit, offset=offset)
