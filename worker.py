@@ -8,6 +8,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
@@ -29,10 +30,9 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
-    """The worker for the case task queue, with its activities bound to the database."""
-    engine = make_engine(settings.database_url)
-    create_tables(engine)
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
+                 engine: Engine) -> Worker:
+    """The worker for the case task queue, with its activities bound to `engine`."""
     acts = CaseActivities(engine, settings.policy_file)
     return Worker(
         client,
@@ -55,12 +55,15 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    engine = make_engine(settings.database_url)
+    create_tables(engine)
     with ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(client, settings, executor)
+        worker = build_worker(client, settings, executor, engine)
         log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
         async with worker:
             await stop.wait()
             log.info("stopping: finishing in-flight tasks")
+    engine.dispose()
     log.info("stopped")
 
 

@@ -3,13 +3,17 @@ model per test with the sample reference data loaded."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -38,6 +42,39 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     await search_attributes.register(env.client)
     yield env
     await env.shutdown()
+
+
+POSTGRES_URL = os.environ.get("WHISTLE_TEST_POSTGRES_URL")
+
+
+def _postgres_schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty read-model database: a SQLite file, or a schema of its own on the
+    PostgreSQL at WHISTLE_TEST_POSTGRES_URL (skipped, saying why, when that is unset)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'whistle.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need WHISTLE_TEST_POSTGRES_URL "
+                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as e:
+        pytest.skip(f"PostgreSQL at WHISTLE_TEST_POSTGRES_URL is not reachable: {e.orig}")
+    try:
+        yield _postgres_schema_url(POSTGRES_URL, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture
