@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -138,7 +137,8 @@ async def test_long_case_continues_as_new_without_losing_a_step(short_history_en
                                              "summary": "行政处理"})
             r = await step(api, cid, "feedback", {"satisfaction": "basically_satisfied"})
             assert r.json()["status"] == "closed"
-            final = await client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(cid)).result()
+            handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(cid))
+            final = await handle.result()
             detail = (await api.get(f"/api/v1/cases/{cid}")).json()
     engine.dispose()
 
