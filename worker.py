@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
@@ -69,3 +70,10 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The worker has shut down cleanly. Skip interpreter teardown: the SDK's native runtime
+    # can crash there after a good run (sdk-python #300), which would turn a clean stop
+    # into a segfault exit code for supervisors.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -320,7 +320,14 @@ class Summons(Message):
 
     @property
     def overdue(self) -> bool:
-        return self.status.is_open and any(not e.done for e in self.escalations)
+        """The clock running now was missed (true until it is met or moved, also after
+        its ladder has topped out)."""
+        if not self.status.is_open:
+            return False
+        clock, due = ((Clock.REPORT_IN, self.report_in_due)
+                      if self.status == SummonsStatus.SUMMONED
+                      else (Clock.SIGN_OFF, self.sign_off_due))
+        return any(e.clock == clock and e.missed_at == due for e in self.escalations)
 
 
 class Outcome(Message):

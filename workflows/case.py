@@ -278,7 +278,8 @@ class CaseWorkflow:
         s = self._summons(step.department)
         s.status = SummonsStatus.REPORTED_IN
         s.reported_in_at = workflow.now()
-        late = self._settle(s, Clock.REPORT_IN)
+        # Late if its ladder was running, or had already run out at the top (done).
+        late = self._settle(s, Clock.REPORT_IN) or s.reported_in_at > s.report_in_due
         self._event(EventKind.REPORTED_IN, step.actor, s.department, late=late, note=step.note)
         return await self._commit()
 
@@ -293,7 +294,7 @@ class CaseWorkflow:
         s.status = SummonsStatus.SIGNED_OFF
         s.signed_off_at = workflow.now()
         s.opinion, s.actions_taken = step.opinion, step.actions_taken
-        late = self._settle(s, Clock.SIGN_OFF)
+        late = self._settle(s, Clock.SIGN_OFF) or s.signed_off_at > s.sign_off_due
         seq = self._event(EventKind.SIGNED_OFF, step.actor, s.department, late=late,
                           opinion=step.opinion, actions_taken=step.actions_taken)
         if not self.s.open_summonses():
@@ -469,7 +470,8 @@ class CaseWorkflow:
     @workflow.update
     async def close(self, step: CloseCase) -> StepResult:
         """办结归档: close a case whose outcome is recorded without waiting for feedback."""
-        self._close(CloseReason.CLOSED_BY_COORDINATOR, step.actor, reason=step.reason)
+        # `reason` in the event data is the close reason; the coordinator's words are a note.
+        self._close(CloseReason.CLOSED_BY_COORDINATOR, step.actor, note=step.reason)
         return await self._commit()
 
     @close.validator
