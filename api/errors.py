@@ -55,7 +55,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+        code = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed",
+                413: "body_too_large"}.get(
             e.status_code, "http_error"
         )
         return JSONResponse(_body(code, str(e.detail)), status_code=e.status_code)

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.routes import cases, reference
+from api.schemas import ERRORS
 from whistle.db import create_tables, make_engine
 from whistle.policy import load_policy
 from whistle.settings import Settings, get_settings
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                               "workflow.")
     errors.install(app)
     app.middleware("http")(_limit_body(settings.max_body_bytes))
-    v1 = APIRouter(prefix="/api/v1")
+    v1 = APIRouter(prefix="/api/v1", responses=ERRORS)
     v1.include_router(cases.router)
     v1.include_router(reference.router)
     v1.add_api_route("/health", health, methods=["GET"], tags=["health"])

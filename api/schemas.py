@@ -69,6 +69,33 @@ class CloseBody(Body):
 # --- responses ----------------------------------------------------------------------------
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error: a stable `code`, a human `message`, the `field` at fault if one is."""
+
+    code: str
+    message: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in {
+        400: "the body could not be parsed",
+        404: "unknown case or department",
+        409: "the step does not fit the case's state (the reason is in `message`)",
+        413: "request body too large",
+        422: "invalid input; `field` names it",
+        503: "the case engine is unavailable; nothing was recorded",
+    }.items()
+}
+
+
 class StepOut(BaseModel):
     case_id: str
     seq: int
