@@ -59,7 +59,8 @@ def install(app: FastAPI) -> None:
                 413: "body_too_large"}.get(
             e.status_code, "http_error"
         )
-        return JSONResponse(_body(code, str(e.detail)), status_code=e.status_code)
+        return JSONResponse(_body(code, str(e.detail)), status_code=e.status_code,
+                            headers=e.headers)  # e.g. Allow on 405
 
     @app.exception_handler(RPCError)
     async def _engine_unavailable(_: Request, e: RPCError) -> JSONResponse:

@@ -213,3 +213,15 @@ async def test_reference_routes(api):
                             )).json()
     assert [p["supervisor"] for p in police] == ["hc-police"]
     assert (await api.get("/api/v1/departments/ghost/summonses")).status_code == 404
+
+
+async def test_wrong_method_is_405_with_allow_header(api):
+    r = await api.request("TRACE", "/api/v1/cases/0123456789abcdef/close")
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert r.headers["allow"] == "POST"
+
+
+async def test_unparseable_body_is_a_json_error_not_a_crash(api):
+    r = await api.post("/api/v1/cases/0123456789abcdef/feedback", content=b"\xff\xfe",
+                       headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and r.json()["code"] in ("invalid_body", "invalid_input")
