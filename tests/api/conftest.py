@@ -21,15 +21,21 @@ from whistle.settings import DATA_DIR, Settings
 from worker import build_worker
 
 
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server (SQLite in memory) with Whistle's search attributes."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """A real Temporal dev server (in memory, free port) with Whistle's search attributes."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
+        dev_server_extra_args=list(extra_args),
     )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server most API tests share."""
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

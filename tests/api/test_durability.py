@@ -13,13 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from tests.api.conftest import start_dev_server
 from tests.api.test_cases_api import INTAKE, step
-from tests.conftest import _binary
-from whistle import search_attributes
 from whistle.db import make_engine
 from whistle.domain import workflow_id
 from whistle.settings import PROJECT_ROOT, Settings
@@ -101,14 +99,8 @@ async def test_graceful_worker_stop_on_sigterm(worker_process):
 @pytest.fixture(scope="module")
 async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that suggests continue-as-new after 30 history events."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_log_level="error",
-        dev_server_extra_args=["--dynamic-config-value",
-                               "limit.historyCount.suggestContinueAsNew=30"],
-    )
+    env = await start_dev_server("--dynamic-config-value",
+                                 "limit.historyCount.suggestContinueAsNew=30")
     yield env
     await env.shutdown()
 
