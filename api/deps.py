@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
+from api import services
 from api.errors import invalid
+from api.schemas import StepOut
 from whistle.policy import Policy
 from whistle.settings import Settings
 
@@ -45,9 +47,30 @@ def _actor(x_whistle_actor: Annotated[str | None, Header()] = None) -> str:
     return actor
 
 
+class Steps:
+    """Sends a step to a case's workflow with the configured patience."""
+
+    def __init__(self, client: Client, session: Session, settings: Settings) -> None:
+        self.client, self.session, self.settings = client, session, settings
+
+    async def send(self, case_id: str, update: Any, arg: Any) -> StepOut:
+        result = await services.run_step(
+            client=self.client, session=self.session, case_id=case_id, update=update, arg=arg,
+            timeout=self.settings.step_timeout_seconds,
+        )
+        return StepOut.model_validate(result.model_dump())
+
+
+def _steps(client: Annotated[Client, Depends(_client)],
+           session: Annotated[Session, Depends(_session)],
+           settings: Annotated[Settings, Depends(_settings)]) -> Steps:
+    return Steps(client, session, settings)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 ClientDep = Annotated[Client, Depends(_client)]
 PolicyDep = Annotated[Policy, Depends(_policy)]
 SessionDep = Annotated[Session, Depends(_session)]
 ActorDep = Annotated[str, Depends(_actor)]
+StepsDep = Annotated[Steps, Depends(_steps)]

@@ -90,10 +90,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         404: "unknown case or department",
         409: "the step does not fit the case's state (the reason is in `message`)",
         413: "request body too large",
+        504: "the engine did not answer in time; the step may still be applied",
         422: "invalid input; `field` names it",
         503: "the case engine is unavailable; nothing was recorded",
     }.items()
 }
+
+
+class PendingOut(BaseModel):
+    case_id: str
+    code: str
+    message: str
 
 
 class StepOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -13,6 +14,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -98,20 +100,38 @@ async def open_case(*, client: Client, settings: Settings, state: CaseState) -> 
     )
     try:
         result: OpenedResult = await client.execute_update_with_start_workflow(
-            CaseWorkflow.opened, start_workflow_operation=start
+            CaseWorkflow.opened, start_workflow_operation=start,
+            rpc_timeout=timedelta(seconds=settings.step_timeout_seconds),
         )
     except WorkflowAlreadyStartedError:
         return False  # the case ran and closed already: the read model has it
+    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+        raise CasePending(state.case_id) from e
     return result.request_id == state.start.request_id
 
 
-async def run_step(*, client: Client, session: Session, case_id: str, update: Any, arg: Any
-                   ) -> StepResult:
+class CasePending(Exception):
+    """The case workflow was started (durably) but no worker has opened it yet."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(case_id)
+        self.case_id = case_id
+
+
+async def run_step(*, client: Client, session: Session, case_id: str, update: Any, arg: Any,
+                   timeout: float) -> StepResult:
     """Send one step to the case's workflow; a rejection becomes 409 with its reason."""
     handle = client.get_workflow_handle(workflow_id(case_id))
     try:
-        result: StepResult = await handle.execute_update(update, arg)
+        result: StepResult = await handle.execute_update(
+            update, arg, rpc_timeout=timedelta(seconds=timeout))
         return result
+    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+        raise ApiError(504, "step_pending",
+                       f"the case engine did not answer within {timeout:g} s; the step may "
+                       "still be applied when it does. Check the case before repeating it "
+                       "(a repeated step that already happened is refused, never doubled)."
+                       ) from e
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     reference_file: Path = DATA_DIR / "reference.yaml"
     timezone: str = "Asia/Shanghai"
     max_body_bytes: int = 256 * 1024
+    # How long a request waits for the case engine before answering "pending" (no worker
+    # running, or a backlog). The step is not lost: it is applied when a worker takes it.
+    step_timeout_seconds: float = 30.0
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

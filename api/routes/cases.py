@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api import services
-from api.deps import ActorDep, ClientDep, PolicyDep, SessionDep, SettingsDep
+from api.deps import ActorDep, ClientDep, PolicyDep, SessionDep, SettingsDep, StepsDep
 from api.schemas import (
     CaseDetail,
     CaseOut,
@@ -18,6 +19,7 @@ from api.schemas import (
     FeedbackBody,
     OutcomeBody,
     Page,
+    PendingOut,
     RedispatchBody,
     ReportInBody,
     ReturnBody,
@@ -49,27 +51,54 @@ CaseId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the case id
 Dept = Annotated[Code, Path(description="the department code")]
 
 
-@router.post("", status_code=201, response_model=CaseDetail,
-             responses={200: {"model": CaseDetail, "description": "the case already existed"}})
-async def open_case(body: CaseIntake, response: Response, session: SessionDep,
-                    client: ClientDep, settings: SettingsDep, policy: PolicyDep,
-                    actor: ActorDep) -> CaseDetail:
+@router.post(
+    "",
+    status_code=201,
+    response_model=CaseDetail,
+    responses={
+        200: {"model": CaseDetail, "description": "the case already existed"},
+        202: {"model": PendingOut, "description": "recorded; opens when the engine takes it"},
+    },
+)
+async def open_case(
+    body: CaseIntake,
+    response: Response,
+    session: SessionDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    policy: PolicyDep,
+    actor: ActorDep,
+) -> CaseDetail:
     """受理: open a case and blow the whistle. A repeated `external_ref` returns the existing
     case with 200."""
     if body.external_ref is not None:
-        existing = await run_in_threadpool(services.case_by_ref, session=session,
-                                           external_ref=body.external_ref)
+        existing = await run_in_threadpool(
+            services.case_by_ref, session=session, external_ref=body.external_ref
+        )
         if existing is not None:
             response.status_code = 200
             return services.case_detail(session=session, settings=settings, case_id=existing)
-    state = await run_in_threadpool(services.resolve_intake, session=session, policy=policy,
-                                    intake=body, actor=actor)
-    created = await services.open_case(client=client, settings=settings, state=state)
+    state = await run_in_threadpool(
+        services.resolve_intake, session=session, policy=policy, intake=body, actor=actor
+    )
+    try:
+        created = await services.open_case(client=client, settings=settings, state=state)
+    except services.CasePending as e:
+        return JSONResponse(
+            status_code=202,
+            content={  # type: ignore[return-value]
+                "case_id": e.case_id,
+                "code": "case_pending",
+                "message": "the case is recorded and opens as soon as the case engine takes it; "
+                "repeat the request with the same external_ref to fetch it",
+            },
+        )
     if not created:
         response.status_code = 200
     session.expire_all()
-    return await run_in_threadpool(services.case_detail, session=session, settings=settings,
-                                   case_id=state.case_id)
+    return await run_in_threadpool(
+        services.case_detail, session=session, settings=settings, case_id=state.case_id
+    )
 
 
 @router.get("", response_model=Page[CaseOut])
@@ -85,8 +114,14 @@ def list_cases(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page[CaseOut]:
     """Cases from the read model, newest first, filtered and paginated."""
-    filters = dict(status=status, level=level, category=category, department=department,
-                   jurisdiction=jurisdiction, overdue=overdue)
+    filters = dict(
+        status=status,
+        level=level,
+        category=category,
+        department=department,
+        jurisdiction=jurisdiction,
+        overdue=overdue,
+    )
     return services.list_cases(session=session, filters=filters, limit=limit, offset=offset)
 
 
@@ -97,92 +132,100 @@ def get_case(case_id: CaseId, session: SessionDep, settings: SettingsDep) -> Cas
 
 
 @router.post("/{case_id}/summonses", response_model=StepOut)
-async def summon(case_id: CaseId, body: SummonBody, session: SessionDep, client: ClientDep,
-                 actor: ActorDep) -> StepOut:
+async def summon(
+    case_id: CaseId, body: SummonBody, session: SessionDep, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """吹哨: summon more departments."""
-    refs = services.known_departments(session=session, codes=body.departments,
-                                      field="departments")
+    refs = services.known_departments(session=session, codes=body.departments, field="departments")
     step = SummonMore(actor=actor, departments=refs, reason=body.reason)
-    return await _step(client, session, case_id, CaseWorkflow.summon_more, step)
+    return await steps.send(case_id, CaseWorkflow.summon_more, step)
 
 
 @router.post("/{case_id}/summonses/{department}/report-in", response_model=StepOut)
-async def report_in(case_id: CaseId, department: Dept, session: SessionDep,
-                    client: ClientDep, actor: ActorDep, body: ReportInBody | None = None
-                    ) -> StepOut:
+async def report_in(
+    case_id: CaseId,
+    department: Dept,
+    steps: StepsDep,
+    actor: ActorDep,
+    body: ReportInBody | None = None,
+) -> StepOut:
     """报到: the department acknowledges its summons."""
     step = ReportIn(actor=actor, department=department, note=body.note if body else None)
-    return await _step(client, session, case_id, CaseWorkflow.report_in, step)
+    return await steps.send(case_id, CaseWorkflow.report_in, step)
 
 
 @router.post("/{case_id}/summonses/{department}/sign-off", response_model=StepOut)
-async def sign_off(case_id: CaseId, department: Dept, body: SignOffBody, session: SessionDep,
-                   client: ClientDep, actor: ActorDep) -> StepOut:
+async def sign_off(
+    case_id: CaseId, department: Dept, body: SignOffBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """签收意见/办结: the department states what it did and its opinion."""
     step = SignOff(actor=actor, department=department, **body.model_dump())
-    return await _step(client, session, case_id, CaseWorkflow.sign_off, step)
+    return await steps.send(case_id, CaseWorkflow.sign_off, step)
 
 
 @router.post("/{case_id}/summonses/{department}/return", response_model=StepOut)
-async def return_summons(case_id: CaseId, department: Dept, body: ReturnBody,
-                         session: SessionDep, client: ClientDep, actor: ActorDep) -> StepOut:
+async def return_summons(
+    case_id: CaseId, department: Dept, body: ReturnBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """退单: return a summons that is not this department's business."""
     step = ReturnSummons(actor=actor, department=department, reason=body.reason)
-    return await _step(client, session, case_id, CaseWorkflow.return_summons, step)
+    return await steps.send(case_id, CaseWorkflow.return_summons, step)
 
 
 @router.post("/{case_id}/summonses/{department}/extension", response_model=StepOut)
-async def request_extension(case_id: CaseId, department: Dept, body: ExtensionBody,
-                            session: SessionDep, client: ClientDep, actor: ActorDep) -> StepOut:
+async def request_extension(
+    case_id: CaseId, department: Dept, body: ExtensionBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """延期申请: ask for a later sign-off deadline."""
     step = RequestExtension(actor=actor, department=department, **body.model_dump())
-    return await _step(client, session, case_id, CaseWorkflow.request_extension, step)
+    return await steps.send(case_id, CaseWorkflow.request_extension, step)
 
 
 @router.post("/{case_id}/summonses/{department}/extension/decision", response_model=StepOut)
-async def decide_extension(case_id: CaseId, department: Dept, body: ExtensionDecisionBody,
-                           session: SessionDep, client: ClientDep, actor: ActorDep) -> StepOut:
+async def decide_extension(
+    case_id: CaseId, department: Dept, body: ExtensionDecisionBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """延期审批: approve or refuse a pending extension request."""
     step = DecideExtension(actor=actor, department=department, **body.model_dump())
-    return await _step(client, session, case_id, CaseWorkflow.decide_extension, step)
+    return await steps.send(case_id, CaseWorkflow.decide_extension, step)
 
 
 @router.post("/{case_id}/summonses/{department}/redispatch", response_model=StepOut)
-async def redispatch(case_id: CaseId, department: Dept, body: RedispatchBody,
-                     session: SessionDep, client: ClientDep, actor: ActorDep) -> StepOut:
+async def redispatch(
+    case_id: CaseId,
+    department: Dept,
+    body: RedispatchBody,
+    session: SessionDep,
+    steps: StepsDep,
+    actor: ActorDep,
+) -> StepOut:
     """重新分拨: send a returned summons to another department."""
     [to] = services.known_departments(session=session, codes=[body.to], field="to")
     step = Redispatch(actor=actor, department=department, to=to, reason=body.reason)
-    return await _step(client, session, case_id, CaseWorkflow.redispatch, step)
+    return await steps.send(case_id, CaseWorkflow.redispatch, step)
 
 
 @router.post("/{case_id}/outcome", response_model=StepOut)
-async def record_outcome(case_id: CaseId, body: OutcomeBody, session: SessionDep,
-                         client: ClientDep, actor: ActorDep) -> StepOut:
+async def record_outcome(
+    case_id: CaseId, body: OutcomeBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """结果: record the outcome (mediated agreement, administrative resolution, referral to
     litigation/arbitration, withdrawn, unresolved)."""
     step = RecordOutcome(actor=actor, **body.model_dump())
-    return await _step(client, session, case_id, CaseWorkflow.record_outcome, step)
+    return await steps.send(case_id, CaseWorkflow.record_outcome, step)
 
 
 @router.post("/{case_id}/feedback", response_model=StepOut)
-async def record_feedback(case_id: CaseId, body: FeedbackBody, session: SessionDep,
-                          client: ClientDep, actor: ActorDep) -> StepOut:
+async def record_feedback(
+    case_id: CaseId, body: FeedbackBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
     """评估反馈: the parties' rating; unsatisfied reopens the case once."""
     step = RecordFeedback(actor=actor, **body.model_dump())
-    return await _step(client, session, case_id, CaseWorkflow.record_feedback, step)
+    return await steps.send(case_id, CaseWorkflow.record_feedback, step)
 
 
 @router.post("/{case_id}/close", response_model=StepOut)
-async def close(case_id: CaseId, body: CloseBody, session: SessionDep, client: ClientDep,
-                actor: ActorDep) -> StepOut:
+async def close(case_id: CaseId, body: CloseBody, steps: StepsDep, actor: ActorDep) -> StepOut:
     """办结归档: close a case awaiting feedback without waiting longer."""
     step = CloseCase(actor=actor, reason=body.reason)
-    return await _step(client, session, case_id, CaseWorkflow.close, step)
-
-
-async def _step(client: ClientDep, session: SessionDep, case_id: str, update: object,
-                arg: object) -> StepOut:
-    result = await services.run_step(client=client, session=session, case_id=case_id,
-                                     update=update, arg=arg)
-    return StepOut.model_validate(result.model_dump())
+    return await steps.send(case_id, CaseWorkflow.close, step)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,3 +140,46 @@ async def test_long_case_continues_as_new_without_losing_a_step(short_history_en
     assert [e.seq for e in final.events] == list(range(1, n + 1))
     assert [e["seq"] for e in detail["timeline"]] == list(range(1, n + 1))
     assert detail["close_reason"] == "feedback"
+
+
+async def test_without_a_worker_requests_answer_pending_and_nothing_is_lost(
+        dev_env, settings, worker_process):
+    """No worker: opening answers 202 and a step 504 within the configured patience; once
+    a worker runs, the case opens and the pending step is applied — neither is lost."""
+    quick = settings.model_copy(update={"step_timeout_seconds": 1.0})
+    app = create_app(quick, client=dev_env.client)
+    ref = f"PENDING-{uuid.uuid4().hex[:8]}"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as api,
+    ):
+        body = {**INTAKE, "departments": ["xjk-police"], "external_ref": ref}
+        r = await api.post("/api/v1/cases", json=body)
+        assert r.status_code == 202 and r.json()["code"] == "case_pending"
+        cid = r.json()["case_id"]
+        assert (await api.get(f"/api/v1/cases/{cid}")).status_code == 404  # not opened yet
+
+        first = worker_process()
+        r = await api.post("/api/v1/cases", json=body)  # the same request, repeated
+        for _ in range(50):
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+            r = await api.post("/api/v1/cases", json=body)
+        assert r.status_code == 200 and r.json()["case_id"] == cid
+        assert r.json()["summonses"][0]["department"] == "xjk-police"
+
+        first.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(first.wait, 30)
+        r = await step(api, cid, "summonses/xjk-police/report-in", {}, actor="officer-1")
+        assert r.status_code == 504 and r.json()["code"] == "step_pending"
+        worker_process()
+        for _ in range(100):
+            detail = (await api.get(f"/api/v1/cases/{cid}")).json()
+            if detail["summonses"][0]["status"] == "reported_in":
+                break
+            await asyncio.sleep(0.2)
+        assert detail["summonses"][0]["status"] == "reported_in"
+        assert detail["timeline"][-1]["actor"] == "officer-1"
+        r = await step(api, cid, "summonses/xjk-police/report-in", {}, actor="officer-1")
+        assert r.status_code == 409  # repeating it is refused, never doubled
