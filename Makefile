@@ -17,7 +17,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 /root/.pyenv/versions/3.12.1/bi
 	2>/dev/null && break; done)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint clean-data
+.PHONY: help venv run test lint clean-data record-histories
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ lint: venv ## ruff check
 
 clean-data: ## Delete ./data (local SQLite databases and logs)
 	rm -rf data
+
+record-histories: venv ## Re-record tests/replay/histories (only for an intended, patched change)
+	$(PY) -m tests.replay.record

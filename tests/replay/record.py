@@ -1,0 +1,192 @@
+"""Record the replay fixtures afresh: `make record-histories`.
+
+Plays one case per path of the workflow (every ladder step, return and re-dispatch,
+extension, reopen, unresolved, withdrawal, feedback timeout, continue-as-new) and writes each
+run's history as JSON — the format of `temporal workflow show --output json` — under
+tests/replay/histories/. test_replay.py replays every file against the current workflow code,
+so a change that would break running cases fails the suite.
+
+Record afresh only when a change is *meant* to be incompatible (and then guard running cases
+with `workflow.patched`): recording over the old files hides exactly what they protect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.helpers import case_state, new_worker, start_case
+from tests.workflows import support as s
+from whistle import search_attributes
+from whistle.db import create_tables, make_engine
+from whistle.domain import Level, OutcomeKind, Satisfaction
+from whistle.reference import load_reference
+from whistle.settings import DATA_DIR
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+BIN = Path(sys.executable).parent
+Scenario = Callable[[WorkflowEnvironment, Worker, object], Awaitable[WorkflowHandle]]
+
+
+async def worked_example(env: WorkflowEnvironment, w: Worker, engine: object) -> WorkflowHandle:
+    depts = ["xjk-petition", "xjk-land-office", "xjk-law-enforcement"]
+    h = await start_case(env.client, w, case_state(engine, depts))  # type: ignore[arg-type]
+    await s.settle_all(h, *depts)
+    await s.record_outcome(h)
+    await s.record_feedback(h, Satisfaction.SATISFIED)
+    return h
+
+
+async def ladder_to_the_top(env: WorkflowEnvironment, w: Worker, engine: object
+                            ) -> WorkflowHandle:
+    st = case_state(engine, ["xjk-police"], category="neighbour")  # type: ignore[arg-type]
+    h = await start_case(env.client, w, st)
+    await s.skip(env, days=10)  # remind, notify supervisor, raise ×2, unresolved at the top
+    await s.report_in(h, "xjk-police")  # late
+    await s.record_outcome(h, OutcomeKind.WITHDRAWN)
+    return h
+
+
+async def extension_and_no_feedback(env: WorkflowEnvironment, w: Worker, engine: object
+                                    ) -> WorkflowHandle:
+    st = case_state(engine, ["xjk-justice", "xjk-police"], category="neighbour")  # type: ignore[arg-type]
+    h = await start_case(env.client, w, st)
+    await s.report_in(h, "xjk-justice")
+    await s.report_in(h, "xjk-police")
+    await s.skip(env, days=5, hours=2)  # sign-off missed: remind
+    due = (await s.state(h)).summonses[0].sign_off_due
+    await s.request_extension(h, "xjk-justice", due + timedelta(days=7))
+    await s.decide_extension(h, "xjk-justice", approve=True)
+    await s.request_extension(h, "xjk-police", due + timedelta(days=3))
+    await s.decide_extension(h, "xjk-police", approve=False)
+    await s.sign_off(h, "xjk-justice")
+    await s.sign_off(h, "xjk-police")
+    await s.record_outcome(h, OutcomeKind.ADMINISTRATIVE_RESOLUTION)
+    await s.skip(env, days=8)  # no feedback: closes
+    return h
+
+
+async def return_and_redispatch(env: WorkflowEnvironment, w: Worker, engine: object
+                                ) -> WorkflowHandle:
+    h = await start_case(env.client, w, case_state(engine, ["xjk-police"]))  # type: ignore[arg-type]
+    await s.return_summons(h, "xjk-police")
+    await s.redispatch(h, engine, "xjk-police", "xjk-land-office")  # type: ignore[arg-type]
+    await s.summon_more(h, engine, "xjk-police")  # type: ignore[arg-type]
+    await s.settle_all(h, "xjk-land-office", "xjk-police")
+    await s.record_outcome(h, OutcomeKind.REFERRED_TO_LITIGATION)
+    await s.close(h)
+    return h
+
+
+async def reopen_then_unsatisfied(env: WorkflowEnvironment, w: Worker, engine: object
+                                  ) -> WorkflowHandle:
+    st = case_state(engine, ["xjk-justice"], category="family")  # type: ignore[arg-type]
+    h = await start_case(env.client, w, st)
+    await s.settle_all(h, "xjk-justice")
+    await s.record_outcome(h)
+    await s.record_feedback(h, Satisfaction.UNSATISFIED)  # reopens
+    await s.summon_more(h, engine, "xjk-justice")  # type: ignore[arg-type]
+    await s.settle_all(h, "xjk-justice")
+    await s.record_outcome(h)
+    await s.record_feedback(h, Satisfaction.UNSATISFIED)  # closes
+    return h
+
+
+async def unresolved_rises(env: WorkflowEnvironment, w: Worker, engine: object
+                           ) -> WorkflowHandle:
+    st = case_state(engine, [], category="labour", level=Level.TOWN)  # type: ignore[arg-type]
+    h = await start_case(env.client, w, st)
+    await s.record_outcome(h, OutcomeKind.UNRESOLVED)  # town → county
+    await s.summon_more(h, engine, "hc-hrss")  # type: ignore[arg-type]
+    await s.settle_all(h, "hc-hrss")
+    await s.record_outcome(h, OutcomeKind.MEDIATED_AGREEMENT)
+    await s.record_feedback(h, Satisfaction.BASICALLY_SATISFIED)
+    return h
+
+
+SCENARIOS: list[Scenario] = [worked_example, ladder_to_the_top, extension_and_no_feedback,
+                             return_and_redispatch, reopen_then_unsatisfied, unresolved_rises]
+
+
+async def save_runs(client: Client, name: str, workflow_id: str) -> list[Path]:
+    """Write every run of `workflow_id` (continue-as-new makes several) to its own file."""
+    paths = []
+    runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    for i, run in enumerate(sorted(runs, key=lambda r: r.start_time), start=1):
+        history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
+        path = HISTORIES / (f"{name}.json" if len(runs) == 1 else f"{name}.run{i}.json")
+        path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+        paths.append(path)
+    return paths
+
+
+async def record_on_time_skipping(engine: object) -> list[Path]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter)
+    await search_attributes.register(env.client)
+    written: list[Path] = []
+    try:
+        for scenario in SCENARIOS:
+            async with new_worker(env.client, engine) as w:  # type: ignore[arg-type]
+                h = await scenario(env, w, engine)
+                await h.result()
+            history = await h.fetch_history()
+            path = HISTORIES / f"{scenario.__name__}.json"
+            path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+            written.append(path)
+    finally:
+        await env.shutdown()
+    return written
+
+
+async def record_continue_as_new(engine: object) -> list[Path]:
+    """On a dev server told to suggest continue-as-new early, so one case spans runs."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL, dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value",
+                               "limit.historyCount.suggestContinueAsNew=30"])
+    try:
+        depts = ["xjk-police", "xjk-justice", "xjk-petition", "xjk-land-office"]
+        async with new_worker(env.client, engine) as w:  # type: ignore[arg-type]
+            h = await start_case(env.client, w, case_state(engine, depts))  # type: ignore[arg-type]
+            await s.settle_all(h, *depts)
+            await s.record_outcome(h)
+            await s.record_feedback(h, Satisfaction.SATISFIED)
+            await env.client.get_workflow_handle(h.id).result()
+        return await save_runs(env.client, "continue_as_new", h.id)
+    finally:
+        await env.shutdown()
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    for old in HISTORIES.glob("*.json"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/record.db")
+        create_tables(engine)
+        load_reference(engine, DATA_DIR / "reference.yaml")
+        written = await record_on_time_skipping(engine)
+        written += await record_continue_as_new(engine)
+        engine.dispose()
+    for path in written:
+        print(f"wrote {path.relative_to(Path.cwd())}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)  # skip native-runtime teardown (sdk-python #300)
