@@ -6,8 +6,9 @@ run's history as JSON — the format of `temporal workflow show --output json` �
 tests/replay/histories/. test_replay.py replays every file against the current workflow code,
 so a change that would break running cases fails the suite.
 
-Record afresh only when a change is *meant* to be incompatible (and then guard running cases
-with `workflow.patched`): recording over the old files hides exactly what they protect.
+Histories already there are kept: after a patched change, record the new behaviour under a
+tag (`make record-histories TAG=v2` writes `worked_example@v2.json` …) so the old files go on
+proving that running cases still replay. Without a tag, files of the same name are replaced.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from whistle.reference import load_reference
 from whistle.settings import DATA_DIR
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
+TAG = f"@{sys.argv[1]}" if len(sys.argv) > 1 and sys.argv[1] else ""
 BIN = Path(sys.executable).parent
 Scenario = Callable[[WorkflowEnvironment, Worker, object], Awaitable[WorkflowHandle]]
 
@@ -125,7 +127,8 @@ async def save_runs(client: Client, name: str, workflow_id: str) -> list[Path]:
     runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     for i, run in enumerate(sorted(runs, key=lambda r: r.start_time), start=1):
         history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
-        path = HISTORIES / (f"{name}.json" if len(runs) == 1 else f"{name}.run{i}.json")
+        path = HISTORIES / (f"{name}{TAG}.json" if len(runs) == 1
+                            else f"{name}{TAG}.run{i}.json")
         path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
         paths.append(path)
     return paths
@@ -143,7 +146,7 @@ async def record_on_time_skipping(engine: object) -> list[Path]:
                 h = await scenario(env, w, engine)
                 await h.result()
             history = await h.fetch_history()
-            path = HISTORIES / f"{scenario.__name__}.json"
+            path = HISTORIES / f"{scenario.__name__}{TAG}.json"
             path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
             written.append(path)
     finally:
@@ -173,8 +176,6 @@ async def record_continue_as_new(engine: object) -> list[Path]:
 
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("*.json"):
-        old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{tmp}/record.db")
         create_tables(engine)
