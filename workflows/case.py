@@ -92,10 +92,7 @@ class CaseWorkflow:
             await self._open()
         while self.s.status != CaseStatus.CLOSED:
             if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and not self._summoning
-                )
-                await self._flush()
+                await self._quiesce()
                 self.s.runs += 1
                 workflow.continue_as_new(self.s)
             await self._sleep_until(self._next_due())
@@ -104,6 +101,15 @@ class CaseWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
         return self.s
+
+    async def _quiesce(self) -> None:
+        """Wait until no step is running and everything is projected: a step accepted by
+        this run must finish in it, not be cut off by continue-as-new."""
+        idle = lambda: workflow.all_handlers_finished() and not self._summoning  # noqa: E731
+        await workflow.wait_condition(idle)
+        while self.s.projected_seq < self.s.events[-1].seq or not idle():
+            await self._flush()
+            await workflow.wait_condition(idle)
 
     async def _open(self) -> None:
         self.s.policy = await workflow.execute_activity(
