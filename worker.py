@@ -34,7 +34,7 @@ async def connect(settings: Settings) -> Client:
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
                  engine: Engine) -> Worker:
     """The worker for the case task queue, with its activities bound to `engine`."""
-    acts = CaseActivities(engine, settings.policy_file)
+    acts = CaseActivities(engine, settings.policy_file, settings.timezone)
     return Worker(
         client,
         task_queue=settings.task_queue,

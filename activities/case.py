@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from whistle.db import session_scope
 from whistle.domain import (
@@ -17,6 +18,7 @@ from whistle.domain import (
     CaseEvent,
     CasePolicy,
     CaseState,
+    ClockSpec,
     DeadlineRequest,
     Notification,
     Projection,
@@ -25,14 +27,17 @@ from whistle.domain import (
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
 from whistle.policy import load_policy
+from whistle.workdays import CalendarNotCovered, add_working_days
 
 
 class CaseActivities:
     """The activities, bound to one database and one policy file."""
 
-    def __init__(self, engine: Engine, policy_file: Path) -> None:
+    def __init__(self, engine: Engine, policy_file: Path, timezone: str = "Asia/Shanghai"
+                 ) -> None:
         self.engine = engine
         self.policy_file = policy_file
+        self.timezone = timezone
 
     @activity.defn(name=ActivityName.LOAD_POLICY)
     def load_policy(self, category: str) -> CasePolicy:
@@ -42,9 +47,14 @@ class CaseActivities:
 
     @activity.defn(name=ActivityName.PLAN_DEADLINES)
     def plan_deadlines(self, req: DeadlineRequest) -> list[datetime]:
-        """Deadlines `hours` after `start`. Plain hours for now: a working-day calendar
-        plugs in here without touching workflow code."""
-        return [req.start + timedelta(hours=h) for h in req.hours]
+        """The deadline of each clock from `start`: plain hours, or working days on China's
+        official calendar in the deployment's time zone. A year the calendar does not know
+        fails the attempt with the reason and is retried — the case waits (visibly, in the
+        Temporal UI) for an updated calendar rather than get a guessed deadline."""
+        try:
+            return [_deadline(req.start, c, self.timezone) for c in req.clocks]
+        except CalendarNotCovered as e:
+            raise ApplicationError(str(e), type="calendar_not_covered") from e
 
     @activity.defn(name=ActivityName.PROJECT_CASE)
     def project_case(self, p: Projection) -> int:
@@ -56,6 +66,13 @@ class CaseActivities:
             seq = max(e.seq for e in p.events)
             _write_case(session, p.state, seq)
         return written
+
+
+def _deadline(start: datetime, clock: ClockSpec, tz: str) -> datetime:
+    if clock.working_days is not None:
+        return add_working_days(start, clock.working_days, tz)
+    assert clock.hours is not None  # ClockSpec holds exactly one
+    return start + timedelta(hours=clock.hours)
 
 
 def _write_events(session: Session, case_id: str, events: list[CaseEvent]) -> int:

@@ -13,7 +13,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 # --- vocabulary ---------------------------------------------------------------------------
 
@@ -149,15 +156,37 @@ class LadderStep(Message):
     after_hours: float = Field(ge=0, le=24 * 365)
 
 
+class ClockSpec(Message):
+    """One clock's length: plain hours, or working days on the official calendar."""
+
+    hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    working_days: int | None = Field(default=None, ge=1, le=250)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClockSpec:
+        if (self.hours is None) == (self.working_days is None):
+            raise ValueError("give a clock in hours or in working_days, not both or neither")
+        return self
+
+
 class CasePolicy(Message):
-    """The clocks and ladder one case runs under, frozen when the case starts."""
+    """The clocks and ladder one case runs under, frozen when the case starts. Each clock is
+    in hours or, where its `*_working_days` is set, in working days."""
 
     version: str
-    report_in_hours: float = Field(gt=0)
-    sign_off_hours: float = Field(gt=0)
-    feedback_hours: float = Field(gt=0)
+    report_in_hours: float | None = Field(default=None, gt=0)
+    sign_off_hours: float | None = Field(default=None, gt=0)
+    feedback_hours: float | None = Field(default=None, gt=0)
+    report_in_working_days: int | None = Field(default=None, ge=1)
+    sign_off_working_days: int | None = Field(default=None, ge=1)
+    feedback_working_days: int | None = Field(default=None, ge=1)
     max_reopens: int = Field(ge=0, le=10)
     ladder: list[LadderStep] = Field(min_length=1)
+
+    def clock(self, name: str) -> ClockSpec:
+        """The length of clock `name` (report_in, sign_off or feedback)."""
+        return ClockSpec(hours=getattr(self, f"{name}_hours"),
+                         working_days=getattr(self, f"{name}_working_days"))
 
 
 class DepartmentRef(Message):
@@ -209,11 +238,11 @@ class CaseStart(Message):
 
 
 class DeadlineRequest(Message):
-    """Ask for deadlines `hours` after `start`, computed outside workflow code so a
-    working-day calendar can be plugged in without touching replay."""
+    """Ask for the deadlines of `clocks` counted from `start`. Computed in an activity, so
+    the calendar (with its yearly holiday arrangement) never enters workflow code."""
 
     start: datetime
-    hours: list[float]
+    clocks: list[ClockSpec]
 
 
 # --- steps (Update arguments) -------------------------------------------------------------

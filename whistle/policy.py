@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from whistle.domain import CasePolicy, Code, LadderAction, LadderStep
 
@@ -21,20 +21,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CLOCKS = ("report_in", "sign_off", "feedback")
+
+
 class _Clocks(_Strict):
+    """Each clock in hours or in working days (`*_working_days`), never both."""
+
     report_in_hours: float | None = Field(default=None, gt=0)
     sign_off_hours: float | None = Field(default=None, gt=0)
     feedback_hours: float | None = Field(default=None, gt=0)
+    report_in_working_days: int | None = Field(default=None, ge=1, le=250)
+    sign_off_working_days: int | None = Field(default=None, ge=1, le=250)
+    feedback_working_days: int | None = Field(default=None, ge=1, le=250)
     max_reopens: int | None = Field(default=None, ge=0, le=10)
     ladder: list[LadderStep] | None = Field(default=None, min_length=1)
 
+    @model_validator(mode="after")
+    def _one_unit_per_clock(self) -> _Clocks:
+        for name in CLOCKS:
+            if self.given(name) == 2:
+                raise ValueError(f"{name}: give {name}_hours or {name}_working_days, not both")
+        return self
+
+    def given(self, name: str) -> int:
+        return sum(getattr(self, f"{name}_{unit}") is not None
+                   for unit in ("hours", "working_days"))
+
 
 class _Defaults(_Clocks):
-    report_in_hours: float = Field(gt=0)
-    sign_off_hours: float = Field(gt=0)
-    feedback_hours: float = Field(gt=0)
     max_reopens: int = Field(ge=0, le=10)
     ladder: list[LadderStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _every_clock_set(self) -> _Defaults:
+        for name in CLOCKS:
+            if not self.given(name):
+                raise ValueError(f"{name}: set {name}_hours or {name}_working_days")
+        return self
 
 
 class _Category(_Clocks):
@@ -58,13 +81,16 @@ class Policy:
         """The clocks and ladder of `category` (defaults where the category is silent)."""
         d = self.spec.defaults
         c = self.spec.categories.get(category, _Category())
+        clocks: dict[str, float | int | None] = {}
+        for name in CLOCKS:
+            source = c if c.given(name) else d
+            for unit in ("hours", "working_days"):
+                clocks[f"{name}_{unit}"] = getattr(source, f"{name}_{unit}")
         return CasePolicy(
             version=self.version,
-            report_in_hours=c.report_in_hours or d.report_in_hours,
-            sign_off_hours=c.sign_off_hours or d.sign_off_hours,
-            feedback_hours=c.feedback_hours or d.feedback_hours,
             max_reopens=d.max_reopens if c.max_reopens is None else c.max_reopens,
             ladder=c.ladder or d.ladder,
+            **clocks,  # type: ignore[arg-type]
         )
 
     def department_kinds(self, category: str) -> list[str]:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         CaseStatus,
         Clock,
+        ClockSpec,
         CloseCase,
         CloseReason,
         DeadlineRequest,
@@ -433,7 +434,7 @@ class CaseWorkflow:
         else:
             self.s.outcome = outcome
             self.s.status = CaseStatus.AWAITING_FEEDBACK
-            [self.s.feedback_due] = await self._deadlines(now, [self._policy.feedback_hours])
+            [self.s.feedback_due] = await self._deadlines(now, [self._policy.clock("feedback")])
         return await self._commit()
 
     @record_outcome.validator
@@ -560,7 +561,7 @@ class CaseWorkflow:
         try:
             now = workflow.now()
             report_in_due, sign_off_due = await self._deadlines(
-                now, [self._policy.report_in_hours, self._policy.sign_off_hours]
+                now, [self._policy.clock("report_in"), self._policy.clock("sign_off")]
             )
         finally:
             self._summoning -= codes
@@ -575,10 +576,10 @@ class CaseWorkflow:
                               report_in_due=report_in_due, sign_off_due=sign_off_due)
             self._notify(seq, f"department:{d.code}")
 
-    async def _deadlines(self, start: datetime, hours: list[float]) -> list[datetime]:
+    async def _deadlines(self, start: datetime, clocks: list[ClockSpec]) -> list[datetime]:
         return await workflow.execute_activity(
             ActivityName.PLAN_DEADLINES,
-            DeadlineRequest(start=start, hours=hours),
+            DeadlineRequest(start=start, clocks=clocks),
             result_type=list[datetime],
             start_to_close_timeout=_IO_TIMEOUT,
             retry_policy=_IO_RETRY,

@@ -7,9 +7,10 @@ repeating every 48 h."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import new_worker
@@ -20,6 +21,7 @@ from tests.workflows.support import (
     db_summonses,
     decide_extension,
     events,
+    fresh_queue,
     one,
     outbox_for,
     record_outcome,
@@ -30,11 +32,15 @@ from tests.workflows.support import (
     skip,
     skip_past,
     state,
+    worker_on,
 )
 from whistle.domain import (
+    ActivityName,
     CaseStatus,
     Clock,
+    ClockSpec,
     CloseReason,
+    DeadlineRequest,
     EventKind,
     ExtensionStatus,
     LadderAction,
@@ -327,3 +333,22 @@ async def test_no_feedback_within_168h_closes_the_case(
     assert (closed.actor, closed.data["reason"]) == ("system", "no_feedback")
     assert_at(closed, feedback_due)
     assert db_case(engine, final.case_id).close_reason == "no_feedback"
+
+
+async def test_working_day_clocks_are_planned_by_the_calendar_activity(
+        time_env: WorkflowEnvironment, engine: Engine, cases: Cases) -> None:
+    """An environment case's sign-off clock is 10 working days: the workflow hands the
+    clock spec to plan_deadlines and uses the deadline it returns, unchanged."""
+    seen: list[DeadlineRequest] = []
+
+    @activity.defn(name=ActivityName.PLAN_DEADLINES)
+    def plan_deadlines(req: DeadlineRequest) -> list[datetime]:
+        seen.append(req)
+        return [req.start + timedelta(days=3 + i) for i, _ in enumerate(req.clocks)]
+
+    async with worker_on(time_env.client, engine, fresh_queue(), plan_deadlines) as worker:
+        h = await cases.start(worker, ["xjk-law-enforcement"], category="environment")
+        summons = (await state(h)).summonses[0]
+    assert seen[0].clocks == [ClockSpec(hours=24), ClockSpec(working_days=10)]
+    assert summons.report_in_due == seen[0].start + timedelta(days=3)
+    assert summons.sign_off_due == seen[0].start + timedelta(days=4)

@@ -1,0 +1,70 @@
+"""Working-day clocks on China's official calendar, with fixed dates (never today's)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.case import CaseActivities
+from whistle.domain import ClockSpec, DeadlineRequest
+from whistle.workdays import CalendarNotCovered, add_working_days, is_workday
+
+SH = "Asia/Shanghai"
+
+
+def shanghai(y: int, m: int, d: int, h: int = 15) -> datetime:
+    """`h` o'clock in Shanghai as an aware UTC datetime."""
+    return datetime(y, m, d, h, tzinfo=ZoneInfo(SH)).astimezone(UTC)
+
+
+def test_swapped_weekend_workday_counts_and_holidays_do_not():
+    assert is_workday(date(2026, 10, 10))  # Saturday, worked in exchange for National Day
+    assert not is_workday(date(2026, 10, 5))  # Monday inside the National Day holiday
+    assert not is_workday(date(2026, 10, 11))  # an ordinary Sunday
+
+
+def test_working_days_skip_the_national_day_holiday_and_keep_the_time_of_day():
+    start = shanghai(2026, 9, 30)  # Wednesday 15:00, the eve of National Day
+    assert add_working_days(start, 1, SH) == shanghai(2026, 10, 8)
+    # 8 Thu, 9 Fri, 10 Sat (swapped workday), 12 Mon, 13 Tue
+    assert add_working_days(start, 5, SH) == shanghai(2026, 10, 13)
+
+
+def test_counting_starts_the_day_after_and_a_friday_lands_on_monday():
+    assert add_working_days(shanghai(2026, 11, 20), 1, SH) == shanghai(2026, 11, 23)
+
+
+def test_local_date_not_utc_date_decides_the_day():
+    # 01:00 on Saturday in Shanghai is still Friday in UTC: counting starts from Saturday.
+    start = shanghai(2026, 11, 21, 1)
+    assert add_working_days(start, 1, SH) == shanghai(2026, 11, 23, 1)
+
+
+def test_a_year_the_calendar_does_not_know_is_an_error_not_a_guess():
+    with pytest.raises(CalendarNotCovered, match="does not cover 2099"):
+        add_working_days(shanghai(2099, 3, 2), 1, SH)
+
+
+def test_zero_working_days_is_refused():
+    with pytest.raises(ValueError):
+        add_working_days(shanghai(2026, 11, 20), 0, SH)
+
+
+def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):
+    acts = CaseActivities(engine=None, policy_file=tmp_path)  # type: ignore[arg-type]
+    start = shanghai(2026, 9, 30)
+    got = acts.plan_deadlines(DeadlineRequest(start=start, clocks=[
+        ClockSpec(hours=24), ClockSpec(working_days=5)]))
+    assert got == [shanghai(2026, 10, 1), shanghai(2026, 10, 13)]
+
+
+def test_plan_deadlines_fails_the_attempt_with_the_reason_when_the_year_is_unknown(tmp_path):
+    acts = CaseActivities(engine=None, policy_file=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ApplicationError) as e:
+        acts.plan_deadlines(DeadlineRequest(start=shanghai(2099, 3, 2),
+                                            clocks=[ClockSpec(working_days=1)]))
+    assert e.value.type == "calendar_not_covered" and not e.value.non_retryable
