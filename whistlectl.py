@@ -3,18 +3,27 @@
     whistle init                 create the read-model tables, load reference data
     whistle load-reference FILE  load (insert or update) a reference-data file
     whistle check-policy FILE    validate a policy file and print its version
+    whistle preview --category C --location L [--level V] [--start ISO] [--policy FILE]
+                                 the departments and deadlines a new case would get
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
 
 from whistle.db import create_tables, make_engine
+from whistle.domain import Level
 from whistle.policy import PolicyError, load_policy
-from whistle.reference import ReferenceError, load_reference
+from whistle.reference import LookupFailed, ReferenceError, load_reference
+from whistle.routing import preview
 from whistle.settings import get_settings
+from whistle.workdays import CalendarNotCovered
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -43,6 +52,32 @@ def cmd_check_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Preview routing and deadlines for a category, a place and a start time."""
+    settings = get_settings()
+    policy = load_policy(Path(args.policy) if args.policy else settings.policy_file)
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    if start.tzinfo is None:
+        raise LookupFailed("--start", "give a time zone, e.g. 2026-09-30T15:00:00+08:00")
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        p = preview(session=session, policy=policy, category=args.category,
+                    location=args.location, level=Level(args.level) if args.level else None,
+                    start=start, tz=settings.timezone)
+    tz = ZoneInfo(settings.timezone)
+    print(f"{p.category} at {p.location}: owned by the {p.level} centre {p.owner} "
+          f"(policy {p.policy_version})")
+    for d in p.departments:
+        print(f"  summon {d.code:24} {d.name_zh}  (supervisor {d.supervisor or '-'})")
+    for name, clock in p.clocks.items():
+        unit = f"{clock.working_days} working days" if clock.working_days else f"{clock.hours} h"
+        print(f"  {name:10} {unit}")
+    print(f"  start          {p.start.astimezone(tz).isoformat()}")
+    print(f"  report-in due  {p.report_in_due.astimezone(tz).isoformat()}")
+    print(f"  sign-off due   {p.sign_off_due.astimezone(tz).isoformat()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="whistle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-policy", help=cmd_check_policy.__doc__)
     p.add_argument("file")
     p.set_defaults(fn=cmd_check_policy)
+    p = sub.add_parser("preview", help=cmd_preview.__doc__)
+    p.add_argument("--category", required=True)
+    p.add_argument("--location", required=True)
+    p.add_argument("--level", choices=[lv.value for lv in Level])
+    p.add_argument("--start", help="ISO time with zone (default: now)")
+    p.add_argument("--policy", help="a policy file to try (default: the configured one)")
+    p.set_defaults(fn=cmd_preview)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
-    except (PolicyError, ReferenceError) as e:
+    except (PolicyError, ReferenceError, LookupFailed, CalendarNotCovered, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

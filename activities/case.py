@@ -3,7 +3,7 @@ once however often it runs."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -18,7 +18,6 @@ from whistle.domain import (
     CaseEvent,
     CasePolicy,
     CaseState,
-    ClockSpec,
     DeadlineRequest,
     Notification,
     Projection,
@@ -27,7 +26,7 @@ from whistle.domain import (
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
 from whistle.policy import load_policy
-from whistle.workdays import CalendarNotCovered, add_working_days
+from whistle.workdays import CalendarNotCovered, deadline
 
 
 class CaseActivities:
@@ -52,7 +51,7 @@ class CaseActivities:
         fails the attempt with the reason and is retried — the case waits (visibly, in the
         Temporal UI) for an updated calendar rather than get a guessed deadline."""
         try:
-            return [_deadline(req.start, c, self.timezone) for c in req.clocks]
+            return [deadline(req.start, c, self.timezone) for c in req.clocks]
         except CalendarNotCovered as e:
             raise ApplicationError(str(e), type="calendar_not_covered") from e
 
@@ -66,13 +65,6 @@ class CaseActivities:
             seq = max(e.seq for e in p.events)
             _write_case(session, p.state, seq)
         return written
-
-
-def _deadline(start: datetime, clock: ClockSpec, tz: str) -> datetime:
-    if clock.working_days is not None:
-        return add_working_days(start, clock.working_days, tz)
-    assert clock.hours is not None  # ClockSpec holds exactly one
-    return start + timedelta(hours=clock.hours)
 
 
 def _write_events(session: Session, case_id: str, events: list[CaseEvent]) -> int:

@@ -4,13 +4,36 @@ department and the actor come from the path and the caller, never from the body.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
 from whistle.domain import Code, LongText, OutcomeKind, Satisfaction
+from whistle.settings import get_settings
 
 Note = Annotated[str, StringConstraints(max_length=2000)]
+
+
+@lru_cache
+def _zone() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
+def _local(value: datetime) -> str:
+    return value.astimezone(_zone()).isoformat()
+
+
+# Every time the API answers with is shown in the deployment's zone (Asia/Shanghai: +08:00).
+Local = Annotated[datetime, PlainSerializer(_local, return_type=str, when_used="json")]
 T = TypeVar("T")
 
 
@@ -66,6 +89,10 @@ class CloseBody(Body):
     reason: LongText
 
 
+class ApplyPolicyBody(Body):
+    reason: LongText
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -115,18 +142,18 @@ class SummonsOut(BaseModel):
     round: int
     status: str
     supervisor: str | None
-    summoned_at: datetime
-    report_in_due: datetime
-    sign_off_due: datetime
-    next_due: datetime | None
-    reported_in_at: datetime | None
-    signed_off_at: datetime | None
+    summoned_at: Local
+    report_in_due: Local
+    sign_off_due: Local
+    next_due: Local | None
+    reported_in_at: Local | None
+    signed_off_at: Local | None
     opinion: str | None
     actions_taken: str | None
     return_reason: str | None
     redispatched_to: str | None
     extension_status: str | None
-    extension_deadline: datetime | None
+    extension_deadline: Local | None
     extension_reason: str | None
     overdue: bool
     escalation: str | None
@@ -135,7 +162,7 @@ class SummonsOut(BaseModel):
 class EventOut(BaseModel):
     seq: int
     kind: str
-    at: datetime
+    at: Local
     actor: str
     department: str | None
     data: dict[str, Any]
@@ -158,10 +185,10 @@ class CaseOut(BaseModel):
     satisfaction: str | None
     close_reason: str | None
     reopen_count: int
-    opened_at: datetime
-    updated_at: datetime
-    feedback_due: datetime | None
-    closed_at: datetime | None
+    opened_at: Local
+    updated_at: Local
+    feedback_due: Local | None
+    closed_at: Local | None
 
 
 class CaseDetail(CaseOut):

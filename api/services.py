@@ -27,14 +27,13 @@ from whistle.domain import (
     CaseStart,
     CaseState,
     DepartmentRef,
-    Level,
     OpenedResult,
     StepResult,
     workflow_id,
 )
-from whistle.models import CaseEventRecord, CaseRecord, Category, Jurisdiction, SummonsRecord
+from whistle.models import CaseEventRecord, CaseRecord, Jurisdiction, SummonsRecord
 from whistle.policy import Policy
-from whistle.reference import default_level, department_refs, node_path, route
+from whistle.reference import LookupFailed, Placement, department_refs, place, route
 from whistle.settings import Settings
 from workflows.case import CaseWorkflow
 
@@ -51,26 +50,20 @@ def resolve_intake(*, session: Session, policy: Policy, intake: CaseIntake, acto
                    ) -> CaseState:
     """Check the intake against reference data and build the new case's state: where it
     sits, which centre owns it, which departments are summoned."""
-    if session.get(Category, intake.category) is None:
-        raise invalid("category", f"unknown category {intake.category!r}")
-    path = node_path(session, intake.location)
-    if path is None:
-        raise invalid("location", f"unknown jurisdiction {intake.location!r}")
-    level = intake.level or default_level(path)
-    owners = [n for n in path if n.level == level]
-    if level == Level.GRID or not owners:
-        raise invalid("level", f"{intake.location} has no {level} centre above it")
-    owner_path = path[: path.index(owners[0]) + 1]
-    refs = _departments(session, policy, intake, owner_path)
+    try:
+        where = place(session, intake.category, intake.location, intake.level)
+    except LookupFailed as e:
+        raise invalid(e.field, e.message) from e
+    refs = _departments(session, policy, intake, where)
     start = CaseStart(case_id=case_id_for(intake.external_ref), request_id=uuid.uuid4().hex,
-                      actor=actor, intake=intake, path=path, departments=refs)
-    return CaseState(start=start, level=level, owner=owners[0].code)
+                      actor=actor, intake=intake, path=where.path, departments=refs)
+    return CaseState(start=start, level=where.level, owner=where.owner)
 
 
-def _departments(session: Session, policy: Policy, intake: CaseIntake,
-                 owner_path: list[Any]) -> list[DepartmentRef]:
+def _departments(session: Session, policy: Policy, intake: CaseIntake, where: Placement
+                 ) -> list[DepartmentRef]:
     if intake.departments is None:
-        return route(session, policy.department_kinds(intake.category), owner_path)
+        return route(session, policy.department_kinds(intake.category), where.owner_path)
     if len(set(intake.departments)) != len(intake.departments):
         raise invalid("departments", "a department is listed twice")
     return known_departments(session=session, codes=intake.departments, field="departments")

@@ -114,6 +114,7 @@ class EventKind(StrEnum):
     OUTCOME = "outcome"
     FEEDBACK = "feedback"
     REOPENED = "reopened"
+    POLICY_APPLIED = "policy_applied"
     CLOSED = "closed"
 
 
@@ -131,6 +132,7 @@ CASE_LABELS_ZH = {
     EventKind.OUTCOME: "结果",
     EventKind.FEEDBACK: "评估反馈",
     EventKind.REOPENED: "重新办理",
+    EventKind.POLICY_APPLIED: "适用新版政策",
     EventKind.CLOSED: "办结归档",
 }
 
@@ -303,6 +305,12 @@ class RecordFeedback(Step):
 
 
 class CloseCase(Step):
+    reason: LongText
+
+
+class ApplyPolicy(Step):
+    """Move an open case to the policy in force now."""
+
     reason: LongText
 
 

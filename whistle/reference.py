@@ -6,6 +6,7 @@ a category needs at that level."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -108,6 +109,48 @@ def load_reference(engine: Engine, path: Path) -> dict[str, int]:
 
 
 # --- look-ups for a new case --------------------------------------------------------------
+
+
+class LookupFailed(ValueError):
+    """A code in a request does not resolve; `field` names the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a case sits: the path city … place, the owning level and its centre."""
+
+    path: list[Node]
+    level: Level
+
+    @property
+    def owner_path(self) -> list[Node]:
+        """City … owning centre."""
+        return [n for n in self.path if _rank(n.level) <= _rank(self.level)]
+
+    @property
+    def owner(self) -> str:
+        return self.owner_path[-1].code
+
+
+def place(session: Session, category: str, location: str, level: Level | None) -> Placement:
+    """Resolve a new case's category, place and owning level, or raise LookupFailed."""
+    if session.get(Category, category) is None:
+        raise LookupFailed("category", f"unknown category {category!r}")
+    path = node_path(session, location)
+    if path is None:
+        raise LookupFailed("location", f"unknown jurisdiction {location!r}")
+    level = level or default_level(path)
+    if level == Level.GRID or level not in {n.level for n in path}:
+        raise LookupFailed("level", f"{location} has no {level} centre above it")
+    return Placement(path=path, level=level)
+
+
+def _rank(level: Level) -> int:
+    return list(Level).index(level)
 
 
 def node_path(session: Session, code: str) -> list[Node] | None:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
+from whistle.domain import ClockSpec
+
 
 class CalendarNotCovered(LookupError):
     """The official calendar for this year is not known to this deployment."""
@@ -47,3 +49,11 @@ def add_working_days(start: datetime, days: int, tz: str) -> datetime:
         day += timedelta(days=1)
         counted += is_workday(day)
     return datetime.combine(day, local.timetz()).astimezone(start.tzinfo)
+
+
+def deadline(start: datetime, clock: ClockSpec, tz: str) -> datetime:
+    """When `clock`, started at `start`, runs out: plain hours, or working days in `tz`."""
+    if clock.working_days is not None:
+        return add_working_days(start, clock.working_days, tz)
+    assert clock.hours is not None  # a ClockSpec holds exactly one of the two
+    return start + timedelta(hours=clock.hours)

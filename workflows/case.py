@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from whistle import search_attributes as sa
     from whistle.domain import (
         ActivityName,
+        ApplyPolicy,
         CaseEvent,
         CasePolicy,
         CaseState,
@@ -112,14 +113,17 @@ class CaseWorkflow:
             await self._flush()
             await workflow.wait_condition(idle)
 
-    async def _open(self) -> None:
-        self.s.policy = await workflow.execute_activity(
+    async def _load_policy(self) -> CasePolicy:
+        return await workflow.execute_activity(
             ActivityName.LOAD_POLICY,
             self.s.start.intake.category,
             result_type=CasePolicy,
             start_to_close_timeout=_IO_TIMEOUT,
             retry_policy=_IO_RETRY,
         )
+
+    async def _open(self) -> None:
+        self.s.policy = await self._load_policy()
         now = workflow.now()
         self.s.opened_at = now
         intake = self.s.start.intake
@@ -487,6 +491,24 @@ class CaseWorkflow:
             raise StepRejected("outcome_required",
                                "record an outcome before closing ('withdrawn' ends a case early)")
         self._expect_case(CaseStatus.AWAITING_FEEDBACK, "close")
+
+    @workflow.update
+    async def apply_policy(self, step: ApplyPolicy) -> StepResult:
+        """适用新版政策: move the case to the policy in force now. Deadlines already set
+        stand; summonses, ladder steps and the feedback window from now on follow it."""
+        fresh = await self._load_policy()
+        if fresh.version == self._policy.version:
+            raise StepRejected("policy_unchanged",
+                               f"the case already runs under policy {fresh.version}")
+        previous, self.s.policy = self._policy.version, fresh
+        self._event(EventKind.POLICY_APPLIED, step.actor, None, from_version=previous,
+                    to_version=fresh.version, reason=step.reason)
+        return await self._commit()
+
+    @apply_policy.validator
+    def _check_apply_policy(self, step: ApplyPolicy) -> None:
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", "cannot apply a policy: the case is closed")
 
     @workflow.update
     async def opened(self) -> OpenedResult:

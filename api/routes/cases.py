@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api import services
 from api.deps import ActorDep, ClientDep, PolicyDep, SessionDep, SettingsDep, StepsDep
 from api.schemas import (
+    ApplyPolicyBody,
     CaseDetail,
     CaseOut,
     CloseBody,
@@ -28,6 +29,7 @@ from api.schemas import (
     SummonBody,
 )
 from whistle.domain import (
+    ApplyPolicy,
     CaseIntake,
     CaseStatus,
     CloseCase,
@@ -229,3 +231,13 @@ async def close(case_id: CaseId, body: CloseBody, steps: StepsDep, actor: ActorD
     """办结归档: close a case awaiting feedback without waiting longer."""
     step = CloseCase(actor=actor, reason=body.reason)
     return await steps.send(case_id, CaseWorkflow.close, step)
+
+
+@router.post("/{case_id}/policy", response_model=StepOut)
+async def apply_policy(
+    case_id: CaseId, body: ApplyPolicyBody, steps: StepsDep, actor: ActorDep
+) -> StepOut:
+    """适用新版政策: move an open case to the policy in force now (recorded as a step;
+    deadlines already set stand)."""
+    step = ApplyPolicy(actor=actor, reason=body.reason)
+    return await steps.send(case_id, CaseWorkflow.apply_policy, step)

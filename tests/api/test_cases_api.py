@@ -182,7 +182,7 @@ async def test_extension_request_and_decision(api):
     assert r.status_code == 200
     s = (await api.get(f"/api/v1/cases/{cid}")).json()["summonses"][0]
     assert s["extension_status"] == "approved" and s["sign_off_due"] != due
-    assert s["sign_off_due"].startswith("2098-12-31T16:00:00")
+    assert s["sign_off_due"] == "2099-01-01T00:00:00+08:00"  # shown in Shanghai time
 
 
 async def test_list_filters_and_pagination(api):
@@ -225,3 +225,34 @@ async def test_unparseable_body_is_a_json_error_not_a_crash(api):
     r = await api.post("/api/v1/cases/0123456789abcdef/feedback", content=b"\xff\xfe",
                        headers={"content-type": "application/json"})
     assert r.status_code in (400, 422) and r.json()["code"] in ("invalid_body", "invalid_input")
+
+
+async def test_routing_preview_skips_national_day_and_counts_the_swapped_workday(api):
+    r = await api.get("/api/v1/routing", params={
+        "category": "environment", "location": "jiulong", "level": "town",
+        "start": "2026-09-30T15:00:00+08:00"})  # the last working day before National Day
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["owner"] == "xiaojinkou"
+    assert [d["code"] for d in p["departments"]] == ["xjk-law-enforcement",
+                                                     "xjk-market-supervision"]
+    assert p["clocks"]["sign_off"] == {"hours": None, "working_days": 10}
+    # 10 working days: Oct 8, 9, 10 (Saturday, swapped), 12–16, 19, 20 — 15:00 in Shanghai
+    assert p["sign_off_due"] == "2026-10-20T15:00:00+08:00"
+    assert p["report_in_due"] == "2026-10-01T15:00:00+08:00"  # 24 plain hours
+
+
+async def test_routing_preview_refuses_what_it_cannot_answer(api):
+    base = {"category": "environment", "location": "jiulong"}
+    for extra, field in [({"start": "2026-09-30T15:00:00"}, "start"),
+                         ({"start": "2099-03-02T09:00:00+08:00"}, "start"),
+                         ({"location": "atlantis"}, "location"),
+                         ({"category": "nope"}, "category")]:
+        r = await api.get("/api/v1/routing", params={**base, **extra})
+        assert r.status_code == 422 and r.json()["field"] == field, (extra, r.text)
+
+
+async def test_applying_the_policy_in_force_is_refused_as_unchanged(api):
+    cid = (await open_case(api, departments=[]))["case_id"]
+    r = await step(api, cid, "policy", {"reason": "新派单目录"})
+    assert r.status_code == 409 and r.json()["code"] == "policy_unchanged"

@@ -1,0 +1,58 @@
+"""Routing preview: for a category and a place, the departments the policy proposes (at the
+owning centre's level, or the nearest level above that has them) and the deadlines the
+clocks would give from a start time. The coordinator may change the departments before the
+whistle blows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from whistle.domain import ClockSpec, Level
+from whistle.models import Department
+from whistle.policy import Policy
+from whistle.reference import place, route
+from whistle.workdays import deadline
+
+
+class ProposedDepartment(BaseModel):
+    code: str
+    kind: str
+    jurisdiction: str
+    name_zh: str
+    name_en: str
+    supervisor: str | None
+
+
+class RoutingPreview(BaseModel):
+    category: str
+    location: str
+    level: Level
+    owner: str
+    policy_version: str
+    departments: list[ProposedDepartment]
+    clocks: dict[str, ClockSpec]
+    start: datetime
+    report_in_due: datetime
+    sign_off_due: datetime
+
+
+def preview(*, session: Session, policy: Policy, category: str, location: str,
+            level: Level | None, start: datetime, tz: str) -> RoutingPreview:
+    """What opening this case now would do. Raises LookupFailed or CalendarNotCovered."""
+    where = place(session, category, location, level)
+    refs = route(session, policy.department_kinds(category), where.owner_path)
+    rows = [session.get(Department, r.code) for r in refs]
+    case_policy = policy.for_category(category)
+    clocks = {name: case_policy.clock(name) for name in ("report_in", "sign_off", "feedback")}
+    return RoutingPreview(
+        category=category, location=location, level=where.level, owner=where.owner,
+        policy_version=policy.version,
+        departments=[ProposedDepartment.model_validate(r, from_attributes=True)
+                     for r in rows if r is not None],
+        clocks=clocks, start=start,
+        report_in_due=deadline(start, clocks["report_in"], tz),
+        sign_off_due=deadline(start, clocks["sign_off"], tz),
+    )
