@@ -63,7 +63,8 @@ def resolve_intake(*, session: Session, policy: Policy, intake: CaseIntake, acto
 def _departments(session: Session, policy: Policy, intake: CaseIntake, where: Placement
                  ) -> list[DepartmentRef]:
     if intake.departments is None:
-        return route(session, policy.department_kinds(intake.category), where.owner_path)
+        lead, co = policy.departments(intake.category, where.level)
+        return route(session, lead, co, where.owner_path)
     if len(set(intake.departments)) != len(intake.departments):
         raise invalid("departments", "a department is listed twice")
     return known_departments(session=session, codes=intake.departments, field="departments")

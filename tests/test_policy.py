@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from whistle.domain import ClockSpec
+from whistle.domain import ClockSpec, Level
 from whistle.policy import PolicyError, default_policy_path, load_policy
 
 GOOD = """
@@ -19,7 +19,10 @@ defaults:
   ladder: [{action: remind, after_hours: 0}, {action: raise, after_hours: 48}]
 categories:
   labour:
-    department_kinds: [hrss]
+    lead: hrss
+    co: [justice]
+    by_level:
+      county: {lead: justice}
     sign_off_hours: 72
 """
 
@@ -34,7 +37,9 @@ def test_category_overrides_a_clock_and_its_unit(tmp_path):
     policy = load_policy(write(tmp_path, GOOD))
     assert policy.for_category("labour").clock("sign_off") == ClockSpec(hours=72)
     assert policy.for_category("other").clock("sign_off") == ClockSpec(working_days=5)
-    assert policy.department_kinds("labour") == ["hrss"]
+    assert policy.departments("labour", Level.TOWN) == ("hrss", ["justice"])
+    assert policy.departments("labour", Level.COUNTY) == ("justice", [])
+    assert policy.departments("other", Level.TOWN) == (None, [])
     assert policy.version.startswith("t1+")
 
 
@@ -50,6 +55,10 @@ def test_version_changes_with_the_content(tmp_path):
     (("  feedback_hours: 168\n", ""), "defaults"),
     (("max_reopens: 1", "max_reopens: 1\n  surprise: 1"), "defaults.surprise"),
     (("report_in_hours: 24", "report_in_hours: -1"), "defaults.report_in_hours"),
+    (("co: [justice]", "co: [hrss]"), "categories.labour"),
+    (("county: {lead: justice}", "province: {lead: justice}"), "by_level.province"),
+    (("{action: remind, after_hours: 0}", "{action: remind, after_hours: 0, notify: [mayor]}"),
+     "defaults.ladder.0.notify.0"),
     (("{action: remind, after_hours: 0}, {action: raise, after_hours: 48}",
       "{action: raise, after_hours: 0}, {action: remind, after_hours: 48}"),
      "defaults.ladder"),

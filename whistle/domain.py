@@ -153,9 +153,20 @@ class Message(BaseModel):
 # --- policy snapshot (decided once, in an activity, carried in the state) ------------------
 
 
+class Recipient(StrEnum):
+    """Who a ladder step notifies."""
+
+    DEPARTMENT = "department"  # the summoned department
+    SUPERVISOR = "supervisor"  # its supervising department (else the centre above)
+    CENTRE = "centre"  # the centre owning the case (after a raise: the new one)
+    CENTRE_ABOVE = "centre_above"  # the centre one level above the owner
+
+
 class LadderStep(Message):
     action: LadderAction
     after_hours: float = Field(ge=0, le=24 * 365)
+    notify: list[Recipient] | None = None  # None: remind → department, 督办 → supervisor,
+    # raise → the new owning centre
 
 
 class ClockSpec(Message):
@@ -196,6 +207,7 @@ class DepartmentRef(Message):
 
     code: Code
     supervisor: Code | None = None
+    lead: bool = False  # 牵头单位: the department that leads; the others assist
 
 
 # --- intake -------------------------------------------------------------------------------
@@ -341,6 +353,7 @@ class Extension(Message):
 class Summons(Message):
     department: Code
     supervisor: Code | None = None
+    lead: bool = False
     round: int = 1
     status: SummonsStatus = SummonsStatus.SUMMONED
     summoned_at: datetime

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from whistle.domain import CasePolicy, Code, LadderAction, LadderStep
+from whistle.domain import CasePolicy, Code, LadderAction, LadderStep, Level
 
 
 class PolicyError(ValueError):
@@ -60,8 +60,21 @@ class _Defaults(_Clocks):
         return self
 
 
-class _Category(_Clocks):
-    department_kinds: list[Code] = Field(default_factory=list)
+class _Departments(_Strict):
+    """The kinds of department a case summons: one lead (牵头) and its co-departments."""
+
+    lead: Code | None = None
+    co: list[Code] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _lead_not_among_co(self) -> _Departments:
+        if self.lead is not None and self.lead in self.co:
+            raise ValueError(f"{self.lead} is both lead and co-department")
+        return self
+
+
+class _Category(_Clocks, _Departments):
+    by_level: dict[Level, _Departments] = Field(default_factory=dict)
 
 
 class PolicyFile(_Strict):
@@ -93,10 +106,14 @@ class Policy:
             **clocks,  # type: ignore[arg-type]
         )
 
-    def department_kinds(self, category: str) -> list[str]:
-        """The kinds of department a case of `category` summons by default."""
+    def departments(self, category: str, level: Level) -> tuple[str | None, list[str]]:
+        """The lead kind and co-department kinds a `category` case at `level` summons by
+        default (the level's own entry where the policy has one)."""
         c = self.spec.categories.get(category)
-        return list(c.department_kinds) if c else []
+        if c is None:
+            return None, []
+        d = c.by_level.get(level, c)
+        return d.lead, list(d.co)
 
 
 def default_policy_path() -> Path:

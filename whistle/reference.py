@@ -170,16 +170,19 @@ def default_level(path: list[Node]) -> Level:
     return Level.VILLAGE if level == Level.GRID else level
 
 
-def route(session: Session, kinds: list[str], owner_path: list[Node]) -> list[DepartmentRef]:
-    """For each department kind, the unit nearest the owning centre going upwards
-    (the town police station before the county bureau)."""
+def route(session: Session, lead: str | None, co: list[str], owner_path: list[Node]
+          ) -> list[DepartmentRef]:
+    """For the lead kind and each co-department kind, the unit nearest the owning centre
+    going upwards (the town police station before the county bureau); the lead first."""
+    kinds = ([lead] if lead else []) + [k for k in co if k != lead]
     found: list[DepartmentRef] = []
     for kind in kinds:
         for node in reversed(owner_path):
             d = session.exec(select(Department).where(
                 Department.kind == kind, Department.jurisdiction == node.code)).first()
             if d is not None:
-                found.append(DepartmentRef(code=d.code, supervisor=d.supervisor))
+                found.append(DepartmentRef(code=d.code, supervisor=d.supervisor,
+                                           lead=kind == lead))
                 break
     return found
 

@@ -24,6 +24,7 @@ class ProposedDepartment(BaseModel):
     name_zh: str
     name_en: str
     supervisor: str | None
+    lead: bool
 
 
 class RoutingPreview(BaseModel):
@@ -43,15 +44,16 @@ def preview(*, session: Session, policy: Policy, category: str, location: str,
             level: Level | None, start: datetime, tz: str) -> RoutingPreview:
     """What opening this case now would do. Raises LookupFailed or CalendarNotCovered."""
     where = place(session, category, location, level)
-    refs = route(session, policy.department_kinds(category), where.owner_path)
-    rows = [session.get(Department, r.code) for r in refs]
+    lead, co = policy.departments(category, where.level)
+    refs = route(session, lead, co, where.owner_path)
+    rows = [(session.get(Department, r.code), r.lead) for r in refs]
     case_policy = policy.for_category(category)
     clocks = {name: case_policy.clock(name) for name in ("report_in", "sign_off", "feedback")}
     return RoutingPreview(
         category=category, location=location, level=where.level, owner=where.owner,
         policy_version=policy.version,
-        departments=[ProposedDepartment.model_validate(r, from_attributes=True)
-                     for r in rows if r is not None],
+        departments=[ProposedDepartment(lead=is_lead, **row.model_dump())
+                     for row, is_lead in rows if row is not None],
         clocks=clocks, start=start,
         report_in_due=deadline(start, clocks["report_in"], tz),
         sign_off_due=deadline(start, clocks["sign_off"], tz),

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         OutcomeKind,
         Projection,
+        Recipient,
         RecordFeedback,
         RecordOutcome,
         Redispatch,
@@ -215,12 +216,12 @@ class CaseWorkflow:
         step = ladder[min(e.next_step, len(ladder) - 1)]
         e.last_action = step.action
         reason = f"{e.clock} missed (due {e.missed_at.isoformat()})"
-        if step.action == LadderAction.REMIND:
-            self._escalated(s, e, step.action, reason, f"department:{s.department}")
-        elif step.action == LadderAction.NOTIFY_SUPERVISOR:
-            target = f"department:{s.supervisor}" if s.supervisor else self._centre_above()
-            self._escalated(s, e, step.action, reason, target)
-        elif not self._raise(reason, s.department, e):
+        notify = step.notify or _USUAL_RECIPIENTS[step.action]
+        if step.action != LadderAction.RAISE:
+            seq = self._event(EventKind.ESCALATED, "system", s.department, action=step.action,
+                              clock=e.clock, reason=reason, level=self.s.level)
+            self._notify_all(seq, notify, s)
+        elif not self._raise(reason, s, e, notify):
             e.done = True  # nothing above the city: flagged, never lost
             return
         if e.next_step + 1 < len(ladder):
@@ -231,21 +232,25 @@ class CaseWorkflow:
         else:
             e.done = True
 
-    def _escalated(
-        self, s: Summons, e: Escalation, action: LadderAction, reason: str, notify: str | None
-    ) -> None:
-        seq = self._event(
-            EventKind.ESCALATED, "system", s.department, action=action, clock=e.clock,
-            reason=reason, level=self.s.level,
-        )
-        if notify:
-            self._notify(seq, notify)
+    def _notify_all(self, seq: int, recipients: list[Recipient], s: Summons | None) -> None:
+        for r in recipients:
+            if r == Recipient.DEPARTMENT and s is not None:
+                self._notify(seq, f"department:{s.department}")
+            elif r == Recipient.SUPERVISOR and s is not None:
+                self._notify(seq, f"department:{s.supervisor}" if s.supervisor
+                             else self._centre_above())
+            elif r == Recipient.CENTRE:
+                self._notify(seq, f"centre:{self.s.owner}")
+            elif r == Recipient.CENTRE_ABOVE:
+                self._notify(seq, self._centre_above())
 
-    def _raise(self, reason: str, department: str | None, e: Escalation | None = None) -> bool:
+    def _raise(self, reason: str, s: Summons | None, e: Escalation | None = None,
+               notify: list[Recipient] | None = None) -> bool:
         """提级: hand the case to the next level's centre. False at the top (city).
 
         A missed clock raises the case one level above where its own ladder last stood, so
         two departments missing the same clock do not lift the case two levels at once."""
+        department = s.department if s else None
         if e is not None:
             target = (e.raised_to or e.from_level).above()
             if target is not None and _rank(self.s.level) <= _rank(target):
@@ -270,7 +275,7 @@ class CaseWorkflow:
             EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
             reason=reason, from_level=previous, level=above, owner=self.s.owner,
         )
-        self._notify(seq, f"centre:{self.s.owner}")
+        self._notify_all(seq, notify or [Recipient.CENTRE], s)
         if e is not None:
             e.raised_to = above
         return True
@@ -590,12 +595,13 @@ class CaseWorkflow:
         for d in departments:
             previous = self.s.current(d.code)
             self.s.summonses.append(Summons(
-                department=d.code, supervisor=d.supervisor,
+                department=d.code, supervisor=d.supervisor, lead=d.lead,
                 round=previous.round + 1 if previous else 1,
                 summoned_at=now, report_in_due=report_in_due, sign_off_due=sign_off_due,
             ))
             seq = self._event(EventKind.SUMMONED, actor, d.code, reason=reason,
-                              report_in_due=report_in_due, sign_off_due=sign_off_due)
+                              report_in_due=report_in_due, sign_off_due=sign_off_due,
+                              lead=d.lead or None)
             self._notify(seq, f"department:{d.code}")
 
     async def _deadlines(self, start: datetime, clocks: list[ClockSpec]) -> list[datetime]:
@@ -669,6 +675,13 @@ class CaseWorkflow:
 
 _SA_UPDATE: dict[str, Callable[[object], object]] = {
     key.name: key.value_set for key in sa.ALL  # type: ignore[misc]
+}
+
+
+_USUAL_RECIPIENTS = {
+    LadderAction.REMIND: [Recipient.DEPARTMENT],
+    LadderAction.NOTIFY_SUPERVISOR: [Recipient.SUPERVISOR],
+    LadderAction.RAISE: [Recipient.CENTRE],
 }
 
 

@@ -62,6 +62,8 @@ async def test_worked_example_closes_the_loop_through_the_api(api):
     signers = {e["department"]: e["actor"] for e in detail["timeline"] if e["kind"] == "signed_off"}
     assert signers == {d: f"staff-{d}" for d in WORKED_EXAMPLE_DEPARTMENTS}
     assert all(s["status"] == "signed_off" for s in detail["summonses"])
+    leads = [e["department"] for e in detail["timeline"] if e["data"].get("lead")]
+    assert leads == ["xjk-petition"]  # the policy's lead (牵头) for land cases at town level
     assert detail["temporal_ui_url"].endswith(f"/workflows/whistle-case-{cid}")
 
 
@@ -256,3 +258,16 @@ async def test_applying_the_policy_in_force_is_refused_as_unchanged(api):
     cid = (await open_case(api, departments=[]))["case_id"]
     r = await step(api, cid, "policy", {"reason": "新派单目录"})
     assert r.status_code == 409 and r.json()["code"] == "policy_unchanged"
+
+
+async def test_routing_follows_the_policy_of_the_owning_level(api):
+    town = (await api.get("/api/v1/routing", params={
+        "category": "land", "location": "jiulong", "level": "town"})).json()
+    assert [(d["code"], d["lead"]) for d in town["departments"]] == [
+        ("xjk-petition", True), ("xjk-land-office", False), ("xjk-law-enforcement", False)]
+    county = (await api.get("/api/v1/routing", params={
+        "category": "land", "location": "jiulong", "level": "county"})).json()
+    assert county["owner"] == "huicheng"
+    assert [(d["code"], d["lead"]) for d in county["departments"]] == [
+        ("hc-land-office", True), ("hc-petition", False), ("hc-law-enforcement", False),
+        ("hc-court", False)]

@@ -91,7 +91,9 @@ async def test_missed_report_in_climbs_the_ladder_to_the_city_and_stops(
         assert raised.data.items() >= {"from_level": "town", "level": "county",
                                        "owner": "huicheng"}.items()
         assert (s.level, s.owner) == (Level.COUNTY, "huicheng")
-        assert outbox_for(engine, case_id, raised.seq) == ["centre:huicheng"]
+        # the sample policy's raise step notifies [centre, supervisor]
+        assert outbox_for(engine, case_id, raised.seq) == ["centre:huicheng",
+                                                           "department:hc-police"]
         row = db_case(engine, case_id)
         assert (row.level, row.owner, row.overdue) == ("county", "huicheng", True)
 
@@ -102,7 +104,8 @@ async def test_missed_report_in_climbs_the_ladder_to_the_city_and_stops(
         assert_at(to_city, due + 120 * H)
         assert (to_city.data["from_level"], to_city.data["level"]) == ("county", "city")
         assert (s.level, s.owner) == (Level.CITY, "huizhou")
-        assert outbox_for(engine, case_id, to_city.seq) == ["centre:huizhou"]
+        assert outbox_for(engine, case_id, to_city.seq) == ["centre:huizhou",
+                                                            "department:hc-police"]
         assert not s.unresolved_at_top
 
         # +48 h more: nothing above the city, the case is flagged and the ladder stops
