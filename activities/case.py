@@ -142,7 +142,8 @@ def _summons_row(case_id: str, x: Summons) -> SummonsRecord:
     running = x.report_in_due if x.status == SummonsStatus.SUMMONED else x.sign_off_due
     return SummonsRecord(
         case_id=case_id, department=x.department, round=x.round, status=x.status,
-        supervisor=x.supervisor, summoned_at=x.summoned_at, report_in_due=x.report_in_due,
+        supervisor=x.supervisor, lead=x.lead, summoned_at=x.summoned_at,
+        report_in_due=x.report_in_due,
         sign_off_due=x.sign_off_due, next_due=running if x.status.is_open else None,
         reported_in_at=x.reported_in_at, signed_off_at=x.signed_off_at, opinion=x.opinion,
         actions_taken=x.actions_taken, return_reason=x.return_reason,

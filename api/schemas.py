@@ -142,6 +142,7 @@ class SummonsOut(BaseModel):
     round: int
     status: str
     supervisor: str | None
+    lead: bool
     summoned_at: Local
     report_in_due: Local
     sign_off_due: Local

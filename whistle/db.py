@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -55,10 +56,26 @@ def _sqlite_pragmas(conn: object, _record: object) -> None:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every read-model table that does not exist yet."""
+    """Create every read-model table that does not exist yet, and add the columns a newer
+    version of a table has gained (each must be nullable or carry a server default)."""
     import whistle.models  # noqa: F401  (registers the tables)
 
     SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Additive schema changes only: the read model can always be rebuilt from history, so
+    anything beyond adding a column is a rebuild, not a migration."""
+    have = inspect(engine)
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            existing = {c["name"] for c in have.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in existing:
+                    continue
+                ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
 
 
 @contextmanager

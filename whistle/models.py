@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from whistle.db import UTCDateTime
@@ -95,6 +95,7 @@ class SummonsRecord(SQLModel, table=True):
     round: int = Field(primary_key=True)
     status: str = Field(max_length=32)
     supervisor: str | None = Field(default=None, max_length=64)
+    lead: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     summoned_at: datetime = _ts(nullable=False)
     report_in_due: datetime = _ts(nullable=False)
     sign_off_due: datetime = _ts(nullable=False)

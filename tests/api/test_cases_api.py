@@ -64,6 +64,7 @@ async def test_worked_example_closes_the_loop_through_the_api(api):
     assert all(s["status"] == "signed_off" for s in detail["summonses"])
     leads = [e["department"] for e in detail["timeline"] if e["data"].get("lead")]
     assert leads == ["xjk-petition"]  # the policy's lead (牵头) for land cases at town level
+    assert [s["department"] for s in detail["summonses"] if s["lead"]] == ["xjk-petition"]
     assert detail["temporal_ui_url"].endswith(f"/workflows/whistle-case-{cid}")
 
 
