@@ -50,8 +50,9 @@ class CaseActivities:
         official calendar in the deployment's time zone. A year the calendar does not know
         fails the attempt with the reason and is retried — the case waits (visibly, in the
         Temporal UI) for an updated calendar rather than get a guessed deadline."""
+        overrides = load_policy(self.policy_file).spec.calendar
         try:
-            return [deadline(req.start, c, self.timezone) for c in req.clocks]
+            return [deadline(req.start, c, self.timezone, overrides) for c in req.clocks]
         except CalendarNotCovered as e:
             raise ApplicationError(str(e), type="calendar_not_covered") from e
 

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.case import CaseActivities
 from whistle.domain import ClockSpec, DeadlineRequest
+from whistle.policy import PolicyError, default_policy_path, load_policy
 from whistle.workdays import CalendarNotCovered, add_working_days, is_workday
 
 SH = "Asia/Shanghai"
@@ -55,7 +56,7 @@ def test_zero_working_days_is_refused():
 
 
 def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):
-    acts = CaseActivities(engine=None, policy_file=tmp_path)  # type: ignore[arg-type]
+    acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
     start = shanghai(2026, 9, 30)
     got = acts.plan_deadlines(DeadlineRequest(start=start, clocks=[
         ClockSpec(hours=24), ClockSpec(working_days=5)]))
@@ -63,8 +64,27 @@ def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):
 
 
 def test_plan_deadlines_fails_the_attempt_with_the_reason_when_the_year_is_unknown(tmp_path):
-    acts = CaseActivities(engine=None, policy_file=tmp_path)  # type: ignore[arg-type]
+    acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
     with pytest.raises(ApplicationError) as e:
         acts.plan_deadlines(DeadlineRequest(start=shanghai(2099, 3, 2),
                                             clocks=[ClockSpec(working_days=1)]))
     assert e.value.type == "calendar_not_covered" and not e.value.non_retryable
+
+
+def test_an_arrangement_in_the_policy_covers_a_year_the_package_does_not(tmp_path):
+    text = default_policy_path().read_text(encoding="utf-8") + (
+        "\ncalendar:\n  2099:\n    holidays: [2099-03-03]\n    workdays: [2099-03-07]\n")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text, encoding="utf-8")
+    acts = CaseActivities(engine=None, policy_file=policy)  # type: ignore[arg-type]
+    start = shanghai(2099, 3, 2)  # a Monday; Tuesday is off, Saturday 7 March is worked
+    got = acts.plan_deadlines(DeadlineRequest(start=start, clocks=[ClockSpec(working_days=4)]))
+    assert got == [shanghai(2099, 3, 7)]  # Wed 4, Thu 5, Fri 6, Sat 7
+
+
+def test_a_calendar_date_outside_its_year_is_refused(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(default_policy_path().read_text(encoding="utf-8")
+                      + "\ncalendar:\n  2099:\n    holidays: [2098-12-31]\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="2098-12-31 is not in 2099"):
+        load_policy(policy)

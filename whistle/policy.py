@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from whistle.domain import CasePolicy, Code, LadderAction, LadderStep, Level
+from whistle.workdays import YearArrangement
 
 
 class PolicyError(ValueError):
@@ -81,6 +82,17 @@ class PolicyFile(_Strict):
     version: str = Field(min_length=1, max_length=64)
     defaults: _Defaults
     categories: dict[Code, _Category] = Field(default_factory=dict)
+    # Official arrangements newer than the calendar package (a fact, not a choice: used for
+    # every deadline planned from then on, running cases included).
+    calendar: dict[int, YearArrangement] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _calendar_dates_in_their_year(self) -> PolicyFile:
+        for year, arrangement in self.calendar.items():
+            for day in arrangement.holidays + arrangement.workdays:
+                if day.year != year:
+                    raise ValueError(f"calendar.{year}: {day} is not in {year}")
+        return self
 
 
 class Policy:

@@ -55,6 +55,6 @@ def preview(*, session: Session, policy: Policy, category: str, location: str,
         departments=[ProposedDepartment(lead=is_lead, **row.model_dump())
                      for row, is_lead in rows if row is not None],
         clocks=clocks, start=start,
-        report_in_due=deadline(start, clocks["report_in"], tz),
-        sign_off_due=deadline(start, clocks["sign_off"], tz),
+        report_in_due=deadline(start, clocks["report_in"], tz, policy.spec.calendar),
+        sign_off_due=deadline(start, clocks["sign_off"], tz, policy.spec.calendar),
     )
