@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from audit import cli as audit_cli
 from whistle.db import create_tables, make_engine
 from whistle.domain import Level
 from whistle.policy import PolicyError, load_policy
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", help="ISO time with zone (default: now)")
     p.add_argument("--policy", help="a policy file to try (default: the configured one)")
     p.set_defaults(fn=cmd_preview)
+    audit_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
@@ -104,5 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """Console entry point: exit without interpreter teardown, where the SDK's native
+    runtime can crash after a good run (sdk-python #300)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -91,6 +91,7 @@ def _write_outbox(session: Session, case_id: str, events: list[CaseEvent],
     for n in notes:
         if (n.seq, n.recipient) in have or n.seq not in by_seq:
             continue
+        have.add((n.seq, n.recipient))  # one message per recipient, even if listed twice
         e = by_seq[n.seq]
         session.add(OutboxMessage(case_id=case_id, seq=n.seq, recipient=n.recipient,
                                   kind=e.kind, text=_render(case_id, e), created_at=now))

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
-from api.routes import cases, reference, routing
+from api.routes import audit, cases, reference, routing
 from api.schemas import ERRORS
 from whistle.db import create_tables, make_engine
 from whistle.policy import load_policy
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     v1.include_router(cases.router)
     v1.include_router(reference.router)
     v1.include_router(routing.router)
+    v1.include_router(audit.router)
     v1.add_api_route("/health", health, methods=["GET"], tags=["health"])
     app.include_router(v1)
     return app

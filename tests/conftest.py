@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from whistle import search_attributes
 from whistle.db import create_tables, make_engine
 from whistle.reference import load_reference
-from whistle.settings import DATA_DIR
+from whistle.settings import DATA_DIR, Settings
 
 BIN = Path(sys.executable).parent
 
@@ -85,3 +85,33 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     load_reference(engine, DATA_DIR / "reference.yaml")
     yield engine
     engine.dispose()
+
+
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """A real Temporal dev server (in memory, free port) with Whistle's search attributes."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+        dev_server_extra_args=list(extra_args),
+    )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server most API tests share."""
+    env = await start_dev_server()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for one test: its own read model (SQLite, then PostgreSQL) and task queue."""
+    url = database_url
+    engine = make_engine(url)
+    create_tables(engine)
+    load_reference(engine, DATA_DIR / "reference.yaml")
+    engine.dispose()
+    return Settings(env="test", database_url=url, task_queue=f"tq-{uuid.uuid4().hex[:12]}")

@@ -629,7 +629,9 @@ class CaseWorkflow:
         return seq
 
     def _notify(self, seq: int, recipient: str) -> None:
-        self.s.notifications.append(Notification(seq=seq, recipient=recipient))
+        note = Notification(seq=seq, recipient=recipient)
+        if note not in self.s.notifications:  # e.g. supervisor falls back to the same centre
+            self.s.notifications.append(note)
 
     async def _commit(self) -> StepResult:
         await self._flush()

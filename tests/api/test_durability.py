@@ -17,8 +17,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from tests.api.conftest import start_dev_server
 from tests.api.test_cases_api import INTAKE, step
+from tests.conftest import start_dev_server
 from whistle.db import make_engine
 from whistle.domain import workflow_id
 from whistle.settings import PROJECT_ROOT, Settings
