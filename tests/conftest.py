@@ -1,4 +1,4 @@
-"""Shared fixtures: one time-skipping Temporal server per session, a fresh SQLite read
+"""Shared fixtures: one time-skipping and one dev Temporal server per session, a fresh read
 model per test with the sample reference data loaded."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -17,10 +19,12 @@ from sqlalchemy.exc import OperationalError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from whistle import search_attributes
 from whistle.db import create_tables, make_engine
 from whistle.reference import load_reference
 from whistle.settings import DATA_DIR, Settings
+from worker import build_worker
 
 BIN = Path(sys.executable).parent
 
@@ -115,3 +119,20 @@ def settings(database_url: str) -> Settings:
     load_reference(engine, DATA_DIR / "reference.yaml")
     engine.dispose()
     return Settings(env="test", database_url=url, task_queue=f"tq-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, settings: Settings
+              ) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app, with a worker running on the test's task queue."""
+    app = create_app(settings, client=dev_env.client)
+    engine = make_engine(settings.database_url)
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with (
+            build_worker(dev_env.client, settings, executor, engine),
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                              base_url="http://whistle") as client,
+        ):
+            yield client
+    engine.dispose()

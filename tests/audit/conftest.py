@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
-from api.main import create_app
-from api.routes.audit import router as audit_router
 from audit.history import CaseHistory, load_export
 from tests.conftest import start_dev_server
 from tests.helpers import POLICY
 from whistle.db import create_tables, make_engine
 from whistle.domain import ActivityName, Projection
 from whistle.settings import Settings
-from worker import build_worker
 
 HISTORIES = Path(__file__).resolve().parent.parent / "replay" / "histories"
 
@@ -95,28 +91,13 @@ def edit_update_args(doc: dict[str, Any], update: str, edit: Callable[[dict[str,
 # --- on a dev server ----------------------------------------------------------------------
 
 
-def include_audit_routes(app: Any) -> None:
-    """Mount the audit routes under /api/v1 unless the app already has them."""
-    if not any(getattr(r, "path", "").startswith("/api/v1/audit/") for r in app.routes):
-        app.include_router(audit_router, prefix="/api/v1")
-
-
 @pytest.fixture
-async def audit_api(dev_env: WorkflowEnvironment, settings: Settings  # noqa: F811
+async def audit_api(api: httpx.AsyncClient, settings: Settings
                     ) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
-    """The API with the audit routes and a worker on the test's task queue, and an engine
-    on its read model (for editing rows as an auditor's test would)."""
-    app = create_app(settings, client=dev_env.client)
-    include_audit_routes(app)
+    """The API (audit routes included) with a worker, and an engine on its read model (for
+    editing rows as an auditor's test would)."""
     engine = make_engine(settings.database_url)
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with (
-            build_worker(dev_env.client, settings, executor, engine),
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                              base_url="http://whistle") as client,
-        ):
-            yield client, engine
+    yield api, engine
     engine.dispose()
 
 
