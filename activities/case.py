@@ -21,11 +21,10 @@ from whistle.domain import (
     DeadlineRequest,
     Notification,
     Projection,
-    Summons,
-    SummonsStatus,
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
-from whistle.policy import load_policy
+from whistle.policy import Policy, load_policy
+from whistle.projection import case_row, summons_row
 from whistle.workdays import CalendarNotCovered, deadline
 
 
@@ -37,12 +36,22 @@ class CaseActivities:
         self.engine = engine
         self.policy_file = policy_file
         self.timezone = timezone
+        self._policy: tuple[tuple[int, int], Policy] | None = None
+
+    def policy(self) -> Policy:
+        """The policy file as it is now, parsed again only when the file has changed
+        (every summons plans deadlines: no YAML parse per step)."""
+        st = self.policy_file.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._policy is None or self._policy[0] != stamp:
+            self._policy = (stamp, load_policy(self.policy_file))
+        return self._policy[1]
 
     @activity.defn(name=ActivityName.LOAD_POLICY)
     def load_policy(self, category: str) -> CasePolicy:
         """The clocks and ladder a new case of `category` runs under (read at case start,
         so later policy edits never change a running case)."""
-        return load_policy(self.policy_file).for_category(category)
+        return self.policy().for_category(category)
 
     @activity.defn(name=ActivityName.PLAN_DEADLINES)
     def plan_deadlines(self, req: DeadlineRequest) -> list[datetime]:
@@ -50,7 +59,7 @@ class CaseActivities:
         official calendar in the deployment's time zone. A year the calendar does not know
         fails the attempt with the reason and is retried — the case waits (visibly, in the
         Temporal UI) for an updated calendar rather than get a guessed deadline."""
-        overrides = load_policy(self.policy_file).spec.calendar
+        overrides = self.policy().spec.calendar
         try:
             return [deadline(req.start, c, self.timezone, overrides) for c in req.clocks]
         except CalendarNotCovered as e:
@@ -108,49 +117,13 @@ def _write_case(session: Session, s: CaseState, seq: int) -> None:
     row = session.get(CaseRecord, s.case_id)
     if row is not None and row.last_seq >= seq:
         return  # an older snapshot than the one written already (a retried attempt)
-    intake = s.start.intake
-    values = dict(
-        status=s.status, level=s.level, owner=s.owner, overdue=s.overdue,
-        unresolved_at_top=s.unresolved_at_top, policy_version=s.policy and s.policy.version,
-        departments=sorted({x.department for x in s.summonses}),
-        outcome_kind=s.outcome and s.outcome.kind,
-        outcome_summary=s.outcome and s.outcome.summary,
-        agreement_text=s.outcome and s.outcome.agreement_text,
-        satisfaction=s.feedback and s.feedback.satisfaction,
-        close_reason=s.close_reason, reopen_count=s.reopen_count,
-        feedback_due=s.feedback_due, closed_at=s.closed_at,
-        updated_at=datetime.now(UTC), last_seq=seq,
-    )
+    values = case_row(s, seq)
     if row is None:
-        row = CaseRecord(
-            case_id=s.case_id, external_ref=intake.external_ref, title=intake.title,
-            description=intake.description, category=intake.category,
-            location=intake.location,
-            jurisdiction_path="/" + "/".join(n.code for n in s.start.path) + "/",
-            source_channel=intake.source_channel,
-            parties=[p.model_dump() for p in intake.parties],
-            opened_by=s.start.actor, opened_at=s.opened_at, **values,
-        )
-        session.add(row)
+        session.add(CaseRecord(case_id=s.case_id, updated_at=datetime.now(UTC), **values))
     else:
         for k, v in values.items():
             setattr(row, k, v)
-    for summons in s.summonses:
-        session.merge(_summons_row(s.case_id, summons))
-
-
-def _summons_row(case_id: str, x: Summons) -> SummonsRecord:
-    ext = x.extension
-    running = x.report_in_due if x.status == SummonsStatus.SUMMONED else x.sign_off_due
-    return SummonsRecord(
-        case_id=case_id, department=x.department, round=x.round, status=x.status,
-        supervisor=x.supervisor, lead=x.lead, summoned_at=x.summoned_at,
-        report_in_due=x.report_in_due,
-        sign_off_due=x.sign_off_due, next_due=running if x.status.is_open else None,
-        reported_in_at=x.reported_in_at, signed_off_at=x.signed_off_at, opinion=x.opinion,
-        actions_taken=x.actions_taken, return_reason=x.return_reason,
-        redispatched_to=x.redispatched_to,
-        extension_status=ext and ext.status, extension_deadline=ext and ext.new_deadline,
-        extension_reason=ext and ext.reason, overdue=x.overdue,
-        escalation=x.escalations[-1].last_action if x.escalations else None,
-    )
+        row.updated_at = datetime.now(UTC)
+    for x in s.summonses:
+        session.merge(SummonsRecord(case_id=s.case_id, department=x.department, round=x.round,
+                                    **summons_row(x)))

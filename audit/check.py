@@ -22,8 +22,8 @@ from sqlmodel import Session, col, select
 from audit.history import CaseHistory
 from audit.report import CheckReport, Finding, FindingKind
 from audit.timeline import Reconstruction, Snapshot, StepMatch, match_steps, reconstruct
-from whistle.domain import CaseState, Summons, SummonsStatus
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
+from whistle.projection import case_row, summons_row
 
 _EVENT_FIELDS = ("kind", "at", "actor", "department", "data")
 
@@ -132,30 +132,6 @@ def _events(r: Reconstruction, db: ReadModel) -> Iterator[Finding]:
 # --- case row -----------------------------------------------------------------------------
 
 
-def expected_case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
-    """The case_record row a projection of snapshot `s` up to event `last_seq` writes
-    (every column but updated_at, the projection's own clock)."""
-    intake = s.start.intake
-    return dict(
-        external_ref=intake.external_ref, title=intake.title, description=intake.description,
-        category=intake.category, location=intake.location,
-        jurisdiction_path="/" + "/".join(n.code for n in s.start.path) + "/",
-        source_channel=intake.source_channel,
-        parties=[p.model_dump(mode="json") for p in intake.parties],
-        opened_by=s.start.actor, opened_at=s.opened_at,
-        status=s.status, level=s.level, owner=s.owner, overdue=s.overdue,
-        unresolved_at_top=s.unresolved_at_top,
-        policy_version=s.policy.version if s.policy else None,
-        departments=sorted({x.department for x in s.summonses}),
-        outcome_kind=s.outcome.kind if s.outcome else None,
-        outcome_summary=s.outcome.summary if s.outcome else None,
-        agreement_text=s.outcome.agreement_text if s.outcome else None,
-        satisfaction=s.feedback.satisfaction if s.feedback else None,
-        close_reason=s.close_reason, reopen_count=s.reopen_count,
-        feedback_due=s.feedback_due, closed_at=s.closed_at, last_seq=last_seq,
-    )
-
-
 def _snapshot_for(r: Reconstruction, db: ReadModel) -> Snapshot | None:
     """The snapshot the case row must show: the last projected one, or a later one still
     running whose write has already landed (its last_seq says so)."""
@@ -174,7 +150,7 @@ def _case(r: Reconstruction, db: ReadModel) -> Iterator[Finding]:
         yield Finding(kind=FindingKind.CASE_MISSING, table="case_record", key=r.case_id,
                       message=f"case {r.case_id} is in history, not in the read model")
         return
-    for name, expected, found in _differences(expected_case_row(snap.state, snap.last_seq),
+    for name, expected, found in _differences(case_row(snap.state, snap.last_seq),
                                               db.case):
         yield Finding(kind=FindingKind.CASE_DIFFERENT, table="case_record", key=r.case_id,
                       field=name, expected=expected, found=found,
@@ -183,24 +159,6 @@ def _case(r: Reconstruction, db: ReadModel) -> Iterator[Finding]:
 
 
 # --- summonses ----------------------------------------------------------------------------
-
-
-def expected_summons_row(x: Summons) -> dict[str, Any]:
-    """The summons row a projection writes for `x` (one row per department and round)."""
-    ext = x.extension
-    running = x.report_in_due if x.status == SummonsStatus.SUMMONED else x.sign_off_due
-    return dict(
-        status=x.status, supervisor=x.supervisor, lead=x.lead, summoned_at=x.summoned_at,
-        report_in_due=x.report_in_due, sign_off_due=x.sign_off_due,
-        next_due=running if x.status.is_open else None,
-        reported_in_at=x.reported_in_at, signed_off_at=x.signed_off_at, opinion=x.opinion,
-        actions_taken=x.actions_taken, return_reason=x.return_reason,
-        redispatched_to=x.redispatched_to,
-        extension_status=ext.status if ext else None,
-        extension_deadline=ext.new_deadline if ext else None,
-        extension_reason=ext.reason if ext else None, overdue=x.overdue,
-        escalation=x.escalations[-1].last_action if x.escalations else None,
-    )
 
 
 def _summonses(r: Reconstruction, db: ReadModel) -> Iterator[Finding]:
@@ -216,7 +174,7 @@ def _summonses(r: Reconstruction, db: ReadModel) -> Iterator[Finding]:
                           expected=x.status.value,
                           message=f"summons of {key} is in history, not in the read model")
             continue
-        for name, expected, found in _differences(expected_summons_row(x), row):
+        for name, expected, found in _differences(summons_row(x), row):
             yield Finding(kind=FindingKind.SUMMONS_DIFFERENT, table="summons", key=key,
                           field=name, expected=expected, found=found,
                           message=f"summons of {key}: {name} is {found!r} in the read model, "

@@ -47,7 +47,7 @@ def case_state(
         path = node_path(session, location)
         refs, unknown = department_refs(session, departments)
     assert path is not None and not unknown
-    owner_path = [n for n in path if list(Level).index(n.level) <= list(Level).index(level)]
+    owner_path = [n for n in path if n.level.rank <= level.rank]
     case_id = case_id or uuid.uuid4().hex[:16]
     start = CaseStart(
         case_id=case_id, request_id=uuid.uuid4().hex, actor="coordinator-1",

@@ -34,6 +34,11 @@ class Level(StrEnum):
     VILLAGE = "village"
     GRID = "grid"
 
+    @property
+    def rank(self) -> int:
+        """0 for the city, growing downwards."""
+        return list(Level).index(self)
+
     def above(self) -> Level | None:
         """The next level up, or None at the city."""
         order = list(Level)

@@ -129,7 +129,7 @@ class Placement:
     @property
     def owner_path(self) -> list[Node]:
         """City … owning centre."""
-        return [n for n in self.path if _rank(n.level) <= _rank(self.level)]
+        return [n for n in self.path if n.level.rank <= self.level.rank]
 
     @property
     def owner(self) -> str:
@@ -147,10 +147,6 @@ def place(session: Session, category: str, location: str, level: Level | None) -
     if level == Level.GRID or level not in {n.level for n in path}:
         raise LookupFailed("level", f"{location} has no {level} centre above it")
     return Placement(path=path, level=level)
-
-
-def _rank(level: Level) -> int:
-    return list(Level).index(level)
 
 
 def node_path(session: Session, code: str) -> list[Node] | None:

@@ -41,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         ExtensionStatus,
         Feedback,
         LadderAction,
-        Level,
         Notification,
         OpenedResult,
         Outcome,
@@ -253,7 +252,7 @@ class CaseWorkflow:
         department = s.department if s else None
         if e is not None:
             target = (e.raised_to or e.from_level).above()
-            if target is not None and _rank(self.s.level) <= _rank(target):
+            if target is not None and self.s.level.rank <= target.rank:
                 e.raised_to = target
                 self._event(EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
                             reason=reason, level=self.s.level, already_at=self.s.level)
@@ -685,11 +684,6 @@ _USUAL_RECIPIENTS = {
     LadderAction.NOTIFY_SUPERVISOR: [Recipient.SUPERVISOR],
     LadderAction.RAISE: [Recipient.CENTRE],
 }
-
-
-def _rank(level: Level) -> int:
-    """0 for the city, growing downwards."""
-    return list(Level).index(level)
 
 
 def _plain(v: object) -> object:
