@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.case import CaseActivities
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.settings import Settings, get_settings
 from workflows.case import CaseWorkflow
 
@@ -57,7 +57,7 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = make_engine(settings.database_url)
-    create_tables(engine)
+    migrate(engine)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor, engine)
         log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)

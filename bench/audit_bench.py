@@ -46,7 +46,7 @@ from audit.bulk import audit_cases, audit_query, case_query
 from audit.history import CaseHistory, with_earlier_runs
 from audit.replay import quiet_runtime
 from whistle import search_attributes
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.domain import (
     CaseIntake,
     RecordFeedback,
@@ -204,7 +204,7 @@ async def main(args: argparse.Namespace) -> None:
         settings = Settings(env="test", database_url=f"sqlite:///{tmp}/bench.db",
                             task_queue=f"bench-{uuid.uuid4().hex[:8]}")
         engine = make_engine(settings.database_url)
-        create_tables(engine)
+        migrate(engine)
         load_reference(engine, DATA_DIR / "reference.yaml")
         try:
             with ThreadPoolExecutor(max_workers=16) as executor:

@@ -3,16 +3,23 @@ production)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, event, inspect, text
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import DateTime, MetaData, event, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -55,27 +62,104 @@ def _sqlite_pragmas(conn: object, _record: object) -> None:
     cur.close()
 
 
-def create_tables(engine: Engine) -> None:
-    """Create every read-model table that does not exist yet, and add the columns a newer
-    version of a table has gained (each must be nullable or carry a server default)."""
-    import whistle.models  # noqa: F401  (registers the tables)
-
-    SQLModel.metadata.create_all(engine)
-    _add_missing_columns(engine)
+MIGRATIONS = Path(__file__).parent / "migrations"
+BASELINE = "0001"  # the revision a database made by the pre-Alembic create_all is stamped at
+# How autogenerate and the drift test compare the database with the models: types and server
+# defaults too, not only tables, columns and indexes.
+COMPARE_OPTIONS = {"compare_type": True, "compare_server_default": True}
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Additive schema changes only: the read model can always be rebuilt from history, so
-    anything beyond adding a column is a rebuild, not a migration."""
-    have = inspect(engine)
+def alembic_config() -> Config:
+    """Alembic's configuration for the read model, without an alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the read model to the newest revision; a database already there is left as is.
+
+    One transaction holds it all: on PostgreSQL a transaction-level advisory lock (per
+    schema) makes a second process starting at the same time wait, then find nothing to do;
+    on SQLite BEGIN IMMEDIATE takes the file's write lock for the same effect. A database
+    made before Alembic (read-model tables, no alembic_version) is first brought to the
+    shape of revision 0001 by adding what it lacks, then stamped 0001."""
+    config = alembic_config()
+    script = ScriptDirectory.from_config(config)
+    heads = set(script.get_heads())
     with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            existing = {c["name"] for c in have.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in existing:
-                    continue
-                ddl = CreateColumn(column).compile(dialect=engine.dialect)
+        _lock(conn)
+        config.attributes["connection"] = conn
+        current = set(MigrationContext.configure(conn).get_current_heads())
+        if current == heads:
+            log.debug("read model at %s: nothing to migrate", ", ".join(sorted(heads)))
+            return
+        if not current and _is_legacy(conn, script):
+            _adopt_legacy(conn, script)
+            command.stamp(config, BASELINE)
+            current = {BASELINE}
+            if current == heads:
+                return
+        command.upgrade(config, "heads")
+        log.info("read model migrated from %s to %s",
+                 ", ".join(sorted(current)) or "an empty database", ", ".join(sorted(heads)))
+
+
+_PG_LOCK_KEY = 0x574849  # "WHI"; the second half of the key is the schema's hash
+
+
+def _lock(conn: Connection) -> None:
+    """Serialize migrators on this database until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
+                      {"key": _PG_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits out the busy timeout, then fails
+
+
+def baseline_metadata() -> MetaData:
+    """The read model as revision 0001 makes it, which is what the create_all of the models
+    made before there were migrations."""
+    return _baseline(ScriptDirectory.from_config(alembic_config()))
+
+
+def _baseline(script: ScriptDirectory) -> MetaData:
+    rev = script.get_revision(BASELINE)
+    assert rev is not None and rev.module is not None
+    return rev.module.tables()
+
+
+def _is_legacy(conn: Connection, script: ScriptDirectory) -> bool:
+    have = inspect(conn)
+    if have.has_table("alembic_version"):
+        return False
+    return any(have.has_table(name) for name in _baseline(script).tables)
+
+
+def _adopt_legacy(conn: Connection, script: ScriptDirectory) -> None:
+    """The old additive upgrade, up to revision 0001 and no further: create the tables and
+    indexes that are missing, add the missing columns (each must be nullable or carry a
+    server default). Nothing is altered or dropped; rows are kept."""
+    have = inspect(conn)
+    done: list[str] = []
+    for table in _baseline(script).sorted_tables:
+        if not have.has_table(table.name):
+            table.create(conn)
+            done.append(f"created table {table.name}")
+            continue
+        existing = {c["name"] for c in have.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in existing:
+                ddl = CreateColumn(column).compile(dialect=conn.dialect)
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+                done.append(f"added column {table.name}.{column.name}")
+        indexes = {ix["name"] for ix in have.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
+                done.append(f"created index {index.name}")
+    log.warning("read model made before migrations: brought to revision %s (%s) and stamped",
+                BASELINE, "; ".join(done) or "it already had that shape")
 
 
 @contextmanager

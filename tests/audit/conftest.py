@@ -21,7 +21,7 @@ from activities.case import CaseActivities
 from audit.history import CaseHistory, load_export
 from tests.conftest import start_dev_server
 from tests.helpers import POLICY
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.domain import ActivityName, Projection
 from whistle.settings import Settings
 
@@ -66,7 +66,7 @@ def project(engine: Engine, case: CaseHistory, upto_event: int | None = None) ->
 def read_model(database_url: str) -> Iterator[Engine]:
     """An empty read model (SQLite, then PostgreSQL)."""
     engine = make_engine(database_url)
-    create_tables(engine)
+    migrate(engine)
     yield engine
     engine.dispose()
 

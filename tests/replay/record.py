@@ -30,7 +30,7 @@ from temporalio.worker import Worker
 from tests.helpers import case_state, new_worker, start_case
 from tests.workflows import support as s
 from whistle import search_attributes
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.domain import Level, OutcomeKind, Satisfaction
 from whistle.reference import load_reference
 from whistle.settings import DATA_DIR
@@ -178,7 +178,7 @@ async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{tmp}/record.db")
-        create_tables(engine)
+        migrate(engine)
         load_reference(engine, DATA_DIR / "reference.yaml")
         written = await record_on_time_skipping(engine)
         written += await record_continue_as_new(engine)

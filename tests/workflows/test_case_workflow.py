@@ -36,7 +36,7 @@ from tests.workflows.support import (
     worker_on,
 )
 from whistle import search_attributes as sa
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.domain import (
     CaseState,
     CaseStatus,
@@ -211,7 +211,7 @@ def _empty_copy(engine: Engine) -> Engine:
     path = engine.url.database
     assert path
     e = make_engine(f"sqlite:///{path}.copy")
-    create_tables(e)
+    migrate(e)
     return e
 
 

@@ -1,0 +1,1 @@
+"""Alembic migration environment of the read model (see env.py)."""
