@@ -1,10 +1,14 @@
 """`whistle`: the command line for operators.
 
-    whistle init                 create the read-model tables, load reference data
+    whistle init                 migrate the read model to the newest schema, load reference data
     whistle load-reference FILE  load (insert or update) a reference-data file
     whistle check-policy FILE    validate a policy file and print its version
     whistle preview --category C --location L [--level V] [--start ISO] [--policy FILE]
                                  the departments and deadlines a new case would get
+    whistle user add|passwd|list|activate|deactivate …   accounts
+    whistle token issue|list|revoke …                    API tokens (shown once)
+    whistle seed-demo            one demo user per role (development only)
+    whistle audit …              export, replay, check cases (see `whistle audit -h`)
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from audit import cli as audit_cli
-from whistle.db import create_tables, make_engine
+from whistle import users_cli
+from whistle.db import make_engine, migrate
 from whistle.domain import Level
 from whistle.policy import PolicyError, load_policy
 from whistle.reference import LookupFailed, ReferenceError, load_reference
@@ -29,11 +34,12 @@ from whistle.workdays import CalendarNotCovered
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create the tables and load the configured reference data (safe to repeat)."""
+    """Migrate the read model to the newest schema and load the configured reference data
+    (safe to repeat)."""
     settings = get_settings()
     load_policy(settings.policy_file)  # refuse to start on a broken policy
     engine = make_engine(settings.database_url)
-    create_tables(engine)
+    migrate(engine)
     counts = load_reference(engine, settings.reference_file)
     print(f"database ready; reference data: {counts}")
     return 0
@@ -42,7 +48,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_load_reference(args: argparse.Namespace) -> int:
     """Load a reference-data file into the database."""
     engine = make_engine(get_settings().database_url)
-    create_tables(engine)
+    migrate(engine)
     print(load_reference(engine, Path(args.file)))
     return 0
 
@@ -99,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", help="a policy file to try (default: the configured one)")
     p.set_defaults(fn=cmd_preview)
     audit_cli.add_commands(sub)
+    users_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
-    except (PolicyError, ReferenceError, LookupFailed, CalendarNotCovered, ValueError) as e:
+    except (PolicyError, ReferenceError, LookupFailed, CalendarNotCovered, ValueError,
+            KeyboardInterrupt, EOFError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
 from api import services
-from api.errors import invalid
 from api.schemas import StepOut
 from whistle.policy import Policy
 from whistle.settings import Settings
@@ -36,15 +35,6 @@ def _policy(request: Request) -> Policy:
 def _session(engine: Annotated[Engine, Depends(_engine)]) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
-
-
-def _actor(x_whistle_actor: Annotated[str | None, Header()] = None) -> str:
-    """Who acts. Until sign-in exists this is the X-Whistle-Actor header (default
-    "anonymous"); it is recorded on every step."""
-    actor = (x_whistle_actor or "anonymous").strip()
-    if not actor or len(actor) > 128:
-        raise invalid("X-Whistle-Actor", "must be 1 to 128 characters")
-    return actor
 
 
 class Steps:
@@ -72,5 +62,4 @@ EngineDep = Annotated[Engine, Depends(_engine)]
 ClientDep = Annotated[Client, Depends(_client)]
 PolicyDep = Annotated[Policy, Depends(_policy)]
 SessionDep = Annotated[Session, Depends(_session)]
-ActorDep = Annotated[str, Depends(_actor)]
 StepsDep = Annotated[Steps, Depends(_steps)]

@@ -16,9 +16,11 @@ log = logging.getLogger("whistle.api")
 class ApiError(Exception):
     """An error the API answers with: HTTP status, stable code, message, optional field."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers
 
 
 def not_found(what: str, key: str) -> ApiError:
@@ -38,7 +40,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(_body(e.code, e.message, field=e.field), status_code=e.status)
+        return JSONResponse(_body(e.code, e.message, field=e.field), status_code=e.status,
+                            headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:

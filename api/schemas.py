@@ -93,6 +93,14 @@ class ApplyPolicyBody(Body):
     reason: LongText
 
 
+class AddFactBody(Body):
+    text: LongText
+
+
+class TakeOverBody(Body):
+    reason: LongText
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -186,6 +194,7 @@ class CaseOut(BaseModel):
     satisfaction: str | None
     close_reason: str | None
     reopen_count: int
+    taken_over_by: str | None = None
     opened_at: Local
     updated_at: Local
     feedback_due: Local | None

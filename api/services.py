@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
@@ -164,11 +164,11 @@ def case_detail(*, session: Session, settings: Settings, case_id: str) -> CaseDe
     )
 
 
-def list_cases(*, session: Session, filters: dict[str, Any], limit: int, offset: int
-               ) -> Page[CaseOut]:
-    """Cases matching `filters` (status, level, category, department, jurisdiction,
-    overdue), newest first."""
-    q = select(CaseRecord)
+def list_cases(*, session: Session, filters: dict[str, Any], scope: ColumnElement[bool],
+               limit: int, offset: int) -> Page[CaseOut]:
+    """Cases within `scope` (what the caller may read) matching `filters` (status, level,
+    category, department, jurisdiction, overdue), newest first."""
+    q = select(CaseRecord).where(scope)
     for name in ("status", "level", "category"):
         if filters.get(name) is not None:
             q = q.where(getattr(CaseRecord, name) == filters[name])

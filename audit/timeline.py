@@ -23,6 +23,7 @@ from audit.report import CaseTimeline, TimelineEntry
 from whistle.domain import (
     CASE_LABELS_ZH,
     ActivityName,
+    AddFact,
     ApplyPolicy,
     CaseEvent,
     CaseState,
@@ -40,6 +41,7 @@ from whistle.domain import (
     SignOff,
     Step,
     SummonMore,
+    TakeOver,
 )
 
 # The argument of every step Update of CaseWorkflow. "opened" takes none and adds nothing
@@ -56,6 +58,8 @@ STEP_ARGS: dict[str, type[Step]] = {
     "record_feedback": RecordFeedback,
     "close": CloseCase,
     "apply_policy": ApplyPolicy,
+    "add_fact": AddFact,
+    "take_over": TakeOver,
 }
 NO_TIMELINE_UPDATES = {"opened"}
 
@@ -65,7 +69,8 @@ Fact = tuple[EventKind, str | None]  # a timeline event a step must have caused:
 HUMAN_KINDS = {EventKind.OPENED, EventKind.SUMMONED, EventKind.REPORTED_IN,
                EventKind.SIGNED_OFF, EventKind.RETURNED, EventKind.REDISPATCHED,
                EventKind.EXTENSION_REQUESTED, EventKind.EXTENSION_DECIDED, EventKind.OUTCOME,
-               EventKind.FEEDBACK, EventKind.POLICY_APPLIED}
+               EventKind.FEEDBACK, EventKind.POLICY_APPLIED, EventKind.FACT_ADDED,
+               EventKind.TAKEN_OVER}
 
 
 @dataclass
@@ -205,7 +210,8 @@ def step_facts(name: str, step: Step) -> list[Fact]:
         "return_summons": EventKind.RETURNED, "request_extension": EventKind.EXTENSION_REQUESTED,
         "decide_extension": EventKind.EXTENSION_DECIDED, "record_outcome": EventKind.OUTCOME,
         "record_feedback": EventKind.FEEDBACK, "close": EventKind.CLOSED,
-        "apply_policy": EventKind.POLICY_APPLIED,
+        "apply_policy": EventKind.POLICY_APPLIED, "add_fact": EventKind.FACT_ADDED,
+        "take_over": EventKind.TAKEN_OVER,
     }[name]
     return [(kind, getattr(step, "department", None))]
 

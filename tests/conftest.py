@@ -20,8 +20,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from tests.helpers import TestUsers
 from whistle import search_attributes
-from whistle.db import create_tables, make_engine
+from whistle.db import make_engine, migrate
 from whistle.reference import load_reference
 from whistle.settings import DATA_DIR, Settings
 from worker import build_worker
@@ -85,7 +86,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A fresh SQLite read model with the Huizhou sample reference data."""
     engine = make_engine(f"sqlite:///{tmp_path / 'whistle.db'}")
-    create_tables(engine)
+    migrate(engine)
     load_reference(engine, DATA_DIR / "reference.yaml")
     yield engine
     engine.dispose()
@@ -115,24 +116,33 @@ def settings(database_url: str) -> Settings:
     """Settings for one test: its own read model (SQLite, then PostgreSQL) and task queue."""
     url = database_url
     engine = make_engine(url)
-    create_tables(engine)
+    migrate(engine)
     load_reference(engine, DATA_DIR / "reference.yaml")
     engine.dispose()
     return Settings(env="test", database_url=url, task_queue=f"tq-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
-async def api(dev_env: WorkflowEnvironment, settings: Settings
+def users(settings: Settings) -> Iterator[TestUsers]:
+    """Users and tokens in the test's read model; `users.headers(name, role, node, dept)`."""
+    made = TestUsers(settings.database_url, settings.secret_key.get_secret_value())
+    yield made
+    made.close()
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, settings: Settings, users: TestUsers
               ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the app, with a worker running on the test's task queue."""
+    """An HTTP client on the app, with a worker running on the test's task queue. Each
+    request is signed in as the user that fits it (see TestUsers.default_for) unless it
+    carries its own Authorization header."""
     app = create_app(settings, client=dev_env.client)
     engine = make_engine(settings.database_url)
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with (
             build_worker(dev_env.client, settings, executor, engine),
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                              base_url="http://whistle") as client,
+            users.client(app) as client,
         ):
             yield client
     engine.dispose()

@@ -3,17 +3,23 @@ and a worker on a fresh task queue."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.case import CaseActivities
-from whistle.domain import CaseIntake, CaseStart, CaseState, Level, workflow_id
+from whistle import identity
+from whistle.db import make_engine
+from whistle.domain import CaseIntake, CaseStart, CaseState, Level, Role, workflow_id
+from whistle.models import AppUser
 from whistle.reference import department_refs, node_path
 from workflows.case import CaseWorkflow
 
@@ -66,3 +72,67 @@ async def start_case(client: Client, worker: Worker, state: CaseState) -> Workfl
     )
     await handle.execute_update(CaseWorkflow.opened)
     return handle
+
+
+# --- signed-in test clients -----------------------------------------------------------------
+
+DEPARTMENT_STEP = re.compile(r"/summonses/([a-z0-9][a-z0-9_-]*)/"
+                             r"(report-in|sign-off|return|extension)$")
+
+
+class TestUsers:
+    """Users and bearer tokens made on demand in a test's read model (no passwords, so no
+    argon2 cost). `headers(...)` signs a request in as a given user."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, database_url: str, secret_key: str) -> None:
+        self.engine = make_engine(database_url)
+        self.secret_key = secret_key
+        self.tokens: dict[str, str] = {}
+
+    def token(self, username: str, role: Role | str, jurisdiction: str = "",
+              department: str | None = None) -> str:
+        if username not in self.tokens:
+            with Session(self.engine) as session:
+                if session.get(AppUser, username) is None:
+                    identity.create_user(session, username=username, display_name=username,
+                                         role=role, jurisdiction=jurisdiction,
+                                         department=department)
+                token, _ = identity.issue_token(
+                    session, secret_key=self.secret_key, username=username,
+                    kind=identity.TokenKind.API, name="test", ttl=timedelta(days=1))
+                session.commit()
+            self.tokens[username] = token
+        return self.tokens[username]
+
+    def headers(self, username: str, role: Role | str, jurisdiction: str = "",
+                department: str | None = None) -> dict[str, str]:
+        token = self.token(username, role, jurisdiction, department)
+        return {"Authorization": f"Bearer {token}"}
+
+    def default_for(self, method: str, path: str) -> dict[str, str]:
+        """Who a test request acts as when it names no one: the summoned department's staff
+        for a department step, the auditor for /audit, the admin for user and reference
+        administration, else the city coordinator (whose area is everything)."""
+        if m := DEPARTMENT_STEP.search(path):
+            return self.headers(f"staff-{m.group(1)}", Role.DEPARTMENT, department=m.group(1))
+        if "/api/v1/audit/" in path:
+            return self.headers("auditor", Role.AUDITOR, "huizhou")
+        if "/api/v1/users" in path or (method == "PUT" and "/reference/" in path):
+            return self.headers("admin", Role.ADMIN, "huizhou")
+        return self.headers("coordinator-city", Role.COORDINATOR, "huizhou")
+
+    async def sign_in_hook(self, request: httpx.Request) -> None:
+        if "authorization" not in request.headers and \
+                "x-test-anonymous" not in request.headers:
+            request.headers.update(self.default_for(request.method, request.url.path))
+
+    def client(self, app: object, base_url: str = "http://whistle") -> httpx.AsyncClient:
+        """An httpx client on `app` that signs each request in (see `default_for`)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                 base_url=base_url,
+                                 event_hooks={"request": [self.sign_in_hook]})
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -46,6 +46,17 @@ class Level(StrEnum):
         return order[i - 1] if i > 0 else None
 
 
+class Role(StrEnum):
+    """Who a user is to the system (../shared/DOMAIN.md)."""
+
+    COORDINATOR = "coordinator"  # 综治中心工作人员
+    DEPARTMENT = "department"  # 职能部门/派驻人员
+    GRID_WORKER = "grid_worker"  # 网格员
+    SUPERVISOR = "supervisor"  # 上级综治中心/督办
+    AUDITOR = "auditor"  # 评价监督/审计
+    ADMIN = "admin"  # 系统管理员: users and reference data, never cases
+
+
 class CaseStatus(StrEnum):
     OPEN = "open"  # accepted, whistle blown, departments at work
     AWAITING_FEEDBACK = "awaiting_feedback"  # outcome recorded, the parties' say is due
@@ -120,6 +131,8 @@ class EventKind(StrEnum):
     FEEDBACK = "feedback"
     REOPENED = "reopened"
     POLICY_APPLIED = "policy_applied"
+    FACT_ADDED = "fact_added"
+    TAKEN_OVER = "taken_over"
     CLOSED = "closed"
 
 
@@ -138,6 +151,8 @@ CASE_LABELS_ZH = {
     EventKind.FEEDBACK: "评估反馈",
     EventKind.REOPENED: "重新办理",
     EventKind.POLICY_APPLIED: "适用新版政策",
+    EventKind.FACT_ADDED: "核实情况",
+    EventKind.TAKEN_OVER: "上级接管",
     EventKind.CLOSED: "办结归档",
 }
 
@@ -331,6 +346,18 @@ class ApplyPolicy(Step):
     reason: LongText
 
 
+class AddFact(Step):
+    """核实情况: a fact found on site (by the grid worker) or gathered by the centre."""
+
+    text: LongText
+
+
+class TakeOver(Step):
+    """上级接管: a supervisor of the level the case stands at takes charge of it."""
+
+    reason: LongText
+
+
 # --- state --------------------------------------------------------------------------------
 
 
@@ -442,6 +469,7 @@ class CaseState(Message):
     status: CaseStatus = CaseStatus.OPEN
     level: Level
     owner: Code  # the jurisdiction node whose centre owns the case now
+    handler: str | None = None  # the supervisor who took the case over, if one did
     opened_at: datetime | None = None
     summonses: list[Summons] = Field(default_factory=list)
     outcome: Outcome | None = None

@@ -75,6 +75,7 @@ class CaseRecord(SQLModel, table=True):
     satisfaction: str | None = Field(default=None, max_length=32)
     close_reason: str | None = Field(default=None, max_length=32)
     reopen_count: int = 0
+    taken_over_by: str | None = Field(default=None, max_length=64)
     opened_by: str = Field(max_length=128)
     opened_at: datetime = _ts(nullable=False, index=True)
     updated_at: datetime = _ts(nullable=False)
@@ -141,3 +142,56 @@ class OutboxMessage(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = _ts(nullable=False)
     delivered_at: datetime | None = _ts(index=True)
+
+
+# --- identity -----------------------------------------------------------------------------
+
+
+class AppUser(SQLModel, table=True):
+    """A person who signs in: one role, one jurisdiction node, and for department staff
+    one department. The password is kept only as an argon2 hash."""
+
+    __tablename__ = "app_user"
+
+    username: str = Field(primary_key=True, max_length=64)
+    display_name: str = Field(max_length=100)
+    role: str = Field(index=True, max_length=32)
+    jurisdiction: str = Field(index=True, max_length=64)
+    department: str | None = Field(default=None, index=True, max_length=64)
+    password_hash: str | None = Field(default=None, max_length=255)
+    active: bool = True
+    created_at: datetime = _ts(nullable=False)
+    password_changed_at: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token: a sign-in session or a long-lived token for a system. Only the
+    HMAC of the secret is stored; the token itself is shown once."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(primary_key=True, max_length=32)  # public part of the token
+    username: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)  # session | api
+    name: str = Field(max_length=100)
+    secret_hash: str = Field(max_length=128)
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+
+
+class AccessDenial(SQLModel, table=True):
+    """A request refused with 403: who, what, why. Kept for the auditors."""
+
+    __tablename__ = "access_denial"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, index=True)
+    username: str = Field(index=True, max_length=64)
+    role: str = Field(max_length=32)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=500)
+    permission: str = Field(max_length=64)
+    case_id: str | None = Field(default=None, index=True, max_length=64)
+    reason: str = Field(max_length=500)

@@ -27,7 +27,7 @@ def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
         outcome_summary=s.outcome.summary if s.outcome else None,
         agreement_text=s.outcome.agreement_text if s.outcome else None,
         satisfaction=s.feedback.satisfaction if s.feedback else None,
-        close_reason=s.close_reason, reopen_count=s.reopen_count,
+        close_reason=s.close_reason, reopen_count=s.reopen_count, taken_over_by=s.handler,
         feedback_due=s.feedback_due, closed_at=s.closed_at, last_seq=last_seq,
     )
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from whistle import search_attributes as sa
     from whistle.domain import (
         ActivityName,
+        AddFact,
         ApplyPolicy,
         CaseEvent,
         CasePolicy,
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         SummonMore,
         Summons,
         SummonsStatus,
+        TakeOver,
     )
 
 # Reading the policy or the read model may wait for a database that is down: keep trying,
@@ -269,6 +271,7 @@ class CaseWorkflow:
             return False
         previous = self.s.level
         self.s.level = above
+        self.s.handler = None  # the centre above decides who handles it there
         self.s.owner = next(n.code for n in self.s.start.path if n.level == above)
         seq = self._event(
             EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
@@ -513,6 +516,34 @@ class CaseWorkflow:
     def _check_apply_policy(self, step: ApplyPolicy) -> None:
         if self.s.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot apply a policy: the case is closed")
+
+    @workflow.update
+    async def add_fact(self, step: AddFact) -> StepResult:
+        """核实情况: put a fact on the case record (a site visit, a document, a call)."""
+        self._event(EventKind.FACT_ADDED, step.actor, None, text=step.text)
+        return await self._commit()
+
+    @add_fact.validator
+    def _check_add_fact(self, step: AddFact) -> None:
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", "cannot add a fact: the case is closed")
+
+    @workflow.update
+    async def take_over(self, step: TakeOver) -> StepResult:
+        """上级接管: a supervisor takes charge of the case at the level it stands at."""
+        self.s.handler = step.actor
+        self._event(EventKind.TAKEN_OVER, step.actor, None, reason=step.reason,
+                    level=self.s.level, owner=self.s.owner)
+        return await self._commit()
+
+    @take_over.validator
+    def _check_take_over(self, step: TakeOver) -> None:
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", "cannot take over: the case is closed")
+        if self.s.handler is not None:
+            raise StepRejected("already_taken_over",
+                               f"{self.s.handler} already took this case over at the "
+                               f"{self.s.level} level")
 
     @workflow.update
     async def opened(self) -> OpenedResult:

@@ -1,16 +1,19 @@
-"""Reference data (read-only here): jurisdictions, departments, categories, and each
-department's inbox."""
+"""Reference data: jurisdictions, departments, categories (an admin adds or changes a
+department here; whole files load with `whistle load-reference`), and each department's
+inbox."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlmodel import col, select
 
 from api import services
+from api.access import InboxReader, ReferenceReader, ReferenceWriter
 from api.deps import SessionDep
-from api.errors import not_found
+from api.errors import invalid, not_found
 from api.schemas import Category, Department, InboxItem, Jurisdiction, Page
 from whistle import models
 from whistle.domain import Code, Level
@@ -19,8 +22,8 @@ router = APIRouter(tags=["reference"])
 
 
 @router.get("/reference/jurisdictions", response_model=list[Jurisdiction])
-def jurisdictions(session: SessionDep, level: Level | None = None, parent: Code | None = None
-                  ) -> list[models.Jurisdiction]:
+def jurisdictions(session: SessionDep, who: ReferenceReader, level: Level | None = None,
+                  parent: Code | None = None) -> list[models.Jurisdiction]:
     """The hierarchy: city → county → town → village → grid."""
     q = select(models.Jurisdiction).order_by(col(models.Jurisdiction.path))
     if level is not None:
@@ -31,7 +34,7 @@ def jurisdictions(session: SessionDep, level: Level | None = None, parent: Code 
 
 
 @router.get("/reference/departments", response_model=list[Department])
-def departments(session: SessionDep, kind: Code | None = None,
+def departments(session: SessionDep, who: ReferenceReader, kind: Code | None = None,
                 jurisdiction: Code | None = None) -> list[models.Department]:
     """Departments that can be summoned, by kind and the node they sit at."""
     q = select(models.Department).order_by(col(models.Department.code))
@@ -43,7 +46,7 @@ def departments(session: SessionDep, kind: Code | None = None,
 
 
 @router.get("/reference/categories", response_model=list[Category])
-def categories(session: SessionDep) -> list[models.Category]:
+def categories(session: SessionDep, who: ReferenceReader) -> list[models.Category]:
     """Case categories."""
     return list(session.exec(select(models.Category).order_by(col(models.Category.code))))
 
@@ -53,6 +56,7 @@ def categories(session: SessionDep) -> list[models.Category]:
 def department_inbox(
     department: Annotated[Code, Path()],
     session: SessionDep,
+    who: InboxReader,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page[InboxItem]:
@@ -60,3 +64,34 @@ def department_inbox(
     if session.get(models.Department, department) is None:
         raise not_found("department", department)
     return services.inbox(session=session, department=department, limit=limit, offset=offset)
+
+
+class DepartmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Code
+    jurisdiction: Code
+    name_zh: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=100)]
+    name_en: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=200)]
+    supervisor: Code | None = None
+
+
+@router.put("/reference/departments/{department}", response_model=Department)
+def put_department(department: Annotated[Code, Path()], body: DepartmentBody,
+                   session: SessionDep, who: ReferenceWriter) -> models.Department:
+    """Add a department or change one (admins). Cases already summoned keep what they
+    were given; new summonses use the new data."""
+    if session.get(models.Jurisdiction, body.jurisdiction) is None:
+        raise invalid("jurisdiction", f"unknown jurisdiction {body.jurisdiction!r}")
+    if body.supervisor is not None and body.supervisor != department and \
+            session.get(models.Department, body.supervisor) is None:
+        raise invalid("supervisor", f"unknown department {body.supervisor!r}")
+    row = session.get(models.Department, department) or models.Department(code=department)
+    for name, value in body.model_dump().items():
+        setattr(row, name, value)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
+from api.access import RoutingPreviewer
 from api.deps import PolicyDep, SessionDep, SettingsDep
 from api.errors import invalid
 from whistle.domain import Code, Level
@@ -23,6 +24,7 @@ def routing_preview(
     session: SessionDep,
     policy: PolicyDep,
     settings: SettingsDep,
+    who: RoutingPreviewer,
     category: Code,
     location: Code,
     level: Level | None = None,

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tests.api.test_cases_api import INTAKE, step
 from tests.conftest import start_dev_server
+from tests.helpers import TestUsers
 from whistle.db import make_engine
 from whistle.domain import workflow_id
 from whistle.settings import PROJECT_ROOT, Settings
@@ -27,14 +28,11 @@ from workflows.case import CaseWorkflow
 
 
 @pytest.fixture
-async def api_alone(dev_env: WorkflowEnvironment, settings: Settings
+async def api_alone(dev_env: WorkflowEnvironment, settings: Settings, users: TestUsers
                     ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with no worker of its own: the test runs worker processes itself."""
     app = create_app(settings, client=dev_env.client)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as c,
-    ):
+    async with app.router.lifespan_context(app), users.client(app) as c:
         yield c
 
 
@@ -106,7 +104,8 @@ async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def test_long_case_continues_as_new_without_losing_a_step(short_history_env, settings):
+async def test_long_case_continues_as_new_without_losing_a_step(short_history_env, settings,
+                                                                users):
     client = short_history_env.client
     app = create_app(settings, client=client)
     departments = ["xjk-police", "xjk-justice", "xjk-petition", "xjk-land-office",
@@ -116,7 +115,7 @@ async def test_long_case_continues_as_new_without_losing_a_step(short_history_en
         async with (
             build_worker(client, settings, executor, engine),
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as api,
+            users.client(app) as api,
         ):
             r = await api.post("/api/v1/cases", json={**INTAKE, "departments": departments})
             cid = r.json()["case_id"]
@@ -143,7 +142,7 @@ async def test_long_case_continues_as_new_without_losing_a_step(short_history_en
 
 
 async def test_without_a_worker_requests_answer_pending_and_nothing_is_lost(
-        dev_env, settings, worker_process):
+        dev_env, settings, worker_process, users):
     """No worker: opening answers 202 and a step 504 within the configured patience; once
     a worker runs, the case opens and the pending step is applied — neither is lost."""
     quick = settings.model_copy(update={"step_timeout_seconds": 1.0})
@@ -151,7 +150,7 @@ async def test_without_a_worker_requests_answer_pending_and_nothing_is_lost(
     ref = f"PENDING-{uuid.uuid4().hex[:8]}"
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as api,
+        users.client(app) as api,
     ):
         body = {**INTAKE, "departments": ["xjk-police"], "external_ref": ref}
         r = await api.post("/api/v1/cases", json=body)
@@ -169,9 +168,10 @@ async def test_without_a_worker_requests_answer_pending_and_nothing_is_lost(
         assert r.status_code == 200 and r.json()["case_id"] == cid
         assert r.json()["summonses"][0]["department"] == "xjk-police"
 
+        officer = users.headers("officer-1", "department", department="xjk-police")
         first.send_signal(signal.SIGTERM)
         await asyncio.to_thread(first.wait, 30)
-        r = await step(api, cid, "summonses/xjk-police/report-in", {}, actor="officer-1")
+        r = await step(api, cid, "summonses/xjk-police/report-in", {}, headers=officer)
         assert r.status_code == 504 and r.json()["code"] == "step_pending"
         worker_process()
         for _ in range(100):
@@ -181,5 +181,5 @@ async def test_without_a_worker_requests_answer_pending_and_nothing_is_lost(
             await asyncio.sleep(0.2)
         assert detail["summonses"][0]["status"] == "reported_in"
         assert detail["timeline"][-1]["actor"] == "officer-1"
-        r = await step(api, cid, "summonses/xjk-police/report-in", {}, actor="officer-1")
+        r = await step(api, cid, "summonses/xjk-police/report-in", {}, headers=officer)
         assert r.status_code == 409  # repeating it is refused, never doubled

@@ -16,15 +16,15 @@ async def worked_example(api) -> str:
     """The README's worked example through the API; returns the case id."""
     cid = (await open_case(api))["case_id"]
     for d in WORKED_EXAMPLE_DEPARTMENTS:
-        assert (await step(api, cid, f"summonses/{d}/report-in", {}, f"staff-{d}")).is_success
+        assert (await step(api, cid, f"summonses/{d}/report-in", {})).is_success
     for d in WORKED_EXAMPLE_DEPARTMENTS:
         r = await step(api, cid, f"summonses/{d}/sign-off",
-                       {"opinion": "同意联合调解", "actions_taken": "现场核查"}, f"staff-{d}")
+                       {"opinion": "同意联合调解", "actions_taken": "现场核查"})
         assert r.is_success
     r = await step(api, cid, "outcome", {"kind": "mediated_agreement", "summary": "双方和解",
-                                         "agreement_text": "和解协议"}, "coordinator-xjk")
+                                         "agreement_text": "和解协议"})
     assert r.is_success
-    r = await step(api, cid, "feedback", {"satisfaction": "satisfied"}, "coordinator-xjk")
+    r = await step(api, cid, "feedback", {"satisfaction": "satisfied"})
     assert r.json()["status"] == "closed"
     return cid
 
@@ -46,7 +46,7 @@ async def test_a_case_is_exported_replayed_rebuilt_and_checked_by_api(audit_api)
     timeline = doc["timeline"]
     signers = {e["department"]: e["actor"] for e in timeline if e["kind"] == "signed_off"}
     assert signers == {d: f"staff-{d}" for d in WORKED_EXAMPLE_DEPARTMENTS}
-    assert timeline[0]["actor"] == "coordinator-xjk" and timeline[0]["step"] == "intake"
+    assert timeline[0]["actor"] == "coordinator-city" and timeline[0]["step"] == "intake"
 
     report = (await api.get(f"{base}/check")).json()
     assert report["ok"] is True and report["events"] == 13 and report["findings"] == []
