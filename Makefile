@@ -52,5 +52,5 @@ lint: venv ## ruff check
 clean-data: ## Delete ./data (local SQLite databases and logs)
 	rm -rf data
 
-record-histories: venv ## Record replay fixtures (TAG=v2 keeps the old ones beside the new)
-	$(PY) -m tests.replay.record $(TAG)
+record-histories: venv ## Record replay fixtures (TAG=v2 keeps the old ones beside the new; ONLY=a,b)
+	ONLY=$(ONLY) $(PY) -m tests.replay.record $(TAG)

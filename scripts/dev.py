@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from whistle.search_attributes import dev_server_args  # noqa: E402
+from whistle.users_cli import DEMO_PASSWORD  # noqa: E402
 
 BIN = Path(sys.executable).parent  # the venv's bin/: temporal, whistle
 GRPC_PORT, UI_PORT = 7233, 8233
@@ -127,6 +128,14 @@ def http_ok(url: str) -> bool:
         return False
 
 
+SIGN_IN = """\
+    TOKEN=$(curl -s {base}/api/v1/auth/token -H 'content-type: application/json' \\
+      -d '{{"username": "coord.xjk", "password": "{password}"}}' \\
+      | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+    curl -s {base}/api/v1/cases -H "Authorization: Bearer $TOKEN"
+"""
+
+
 def start_all(args, data: Path, env: dict[str, str], children: list[Child]) -> None:
     """Start the server, run `whistle init`, start worker and API; print the banner."""
     logs = data / "logs"
@@ -148,6 +157,8 @@ def start_all(args, data: Path, env: dict[str, str], children: list[Child]) -> N
     temporal.check_alive()
     if init.returncode != 0:
         raise ChildFailed("`whistle init` failed (output above)")
+    if subprocess.run([str(BIN / "whistle"), "seed-demo"], cwd=ROOT, env=env).returncode:
+        raise ChildFailed("`whistle seed-demo` failed (output above)")
     py = sys.executable
     children.append(Child("worker", [py, "worker.py"], logs / "worker.log", env))
     api = Child("api", [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
@@ -160,7 +171,8 @@ Whistle is running.
   API docs    {base}/docs
   Temporal UI {ui}
   Logs        {logs}/{{temporal,worker,api}}.log
-  Try         curl -s localhost:{args.api_port}/api/v1/reference/categories
+  Sign in     as a demo user above (password {DEMO_PASSWORD}):
+{SIGN_IN.format(base=base, password=DEMO_PASSWORD)}
 Ctrl-C stops everything.
 """, flush=True)
 

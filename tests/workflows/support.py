@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.case import CaseActivities
 from tests.helpers import EXECUTOR, POLICY
 from whistle.domain import (
+    AddFact,
     CaseEvent,
     CaseState,
     CloseCase,
@@ -36,6 +37,7 @@ from whistle.domain import (
     SignOff,
     StepResult,
     SummonMore,
+    TakeOver,
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
 from whistle.reference import department_refs
@@ -157,6 +159,15 @@ async def record_feedback(h: WorkflowHandle, satisfaction: Satisfaction) -> Step
 async def close(h: WorkflowHandle) -> StepResult:
     return await h.execute_update(CaseWorkflow.close,
                                   CloseCase(actor=COORDINATOR, reason="当事人已签收协议"))
+
+
+async def add_fact(h: WorkflowHandle, text: str = "网格员现场核实：地界桩已移位") -> StepResult:
+    return await h.execute_update(CaseWorkflow.add_fact, AddFact(actor="grid-1", text=text))
+
+
+async def take_over(h: WorkflowHandle, supervisor: str = "supervisor-1") -> StepResult:
+    return await h.execute_update(CaseWorkflow.take_over,
+                                  TakeOver(actor=supervisor, reason="上级接管"))
 
 
 async def settle_all(h: WorkflowHandle, *depts: str) -> None:
