@@ -25,6 +25,8 @@ from whistle.models import ApiToken, AppUser, Department, Jurisdiction
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 PASSWORD_MIN, PASSWORD_MAX = 10, 128
 TOKEN = re.compile(r"^whs_([0-9a-f]{12})_([A-Za-z0-9_-]{20,64})$")
+# Wrong passwords in a row that lock an account, and for how long.
+LOCK_AFTER, LOCK_FOR = 5, timedelta(minutes=15)
 # Refresh `last_used_at` at most this often, so reading a token is not a write per request.
 _TOUCH_EVERY = timedelta(minutes=5)
 
@@ -44,6 +46,14 @@ class IdentityError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+class AccountLocked(Exception):
+    """Too many wrong passwords in a row: no sign-in until `until`."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"locked until {until.isoformat()}")
+        self.until = until
 
 
 class TokenRejected(Exception):
@@ -92,15 +102,32 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(session: Session, username: str, password: str) -> AppUser | None:
-    """The active user with this name and password, or None. Upgrades an old hash."""
+    """The active user with this name and password, or None. Upgrades an old hash.
+    LOCK_AFTER wrong passwords in a row lock the account for LOCK_FOR (AccountLocked),
+    whatever is tried meanwhile."""
     user = session.get(AppUser, username) if USERNAME.match(username) else None
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
         _hasher.verify(stored, password)
+        right = True
     except (VerificationError, InvalidHashError):
-        return None
+        right = False
     if user is None or not user.password_hash or not user.active:
         return None
+    at = now()
+    if user.locked_until is not None and user.locked_until > at:
+        raise AccountLocked(user.locked_until)
+    if not right:
+        user.failed_sign_ins += 1
+        if user.failed_sign_ins >= LOCK_AFTER:
+            user.failed_sign_ins, user.locked_until = 0, at + LOCK_FOR
+        session.add(user)
+        session.commit()
+        return None
+    if user.failed_sign_ins or user.locked_until is not None:
+        user.failed_sign_ins, user.locked_until = 0, None
+        session.add(user)
+        session.commit()
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         session.add(user)
@@ -149,6 +176,7 @@ def update_user(session: Session, user: AppUser, *, display_name: str | None = N
     if password is not None:
         user.password_hash = hash_password(password)
         user.password_changed_at = now()
+        user.failed_sign_ins, user.locked_until = 0, None  # an admin's reset unlocks
     if password is not None or active is False:
         revoke_all(session, user.username, kind=TokenKind.SESSION)
     session.add(user)

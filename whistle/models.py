@@ -162,6 +162,8 @@ class AppUser(SQLModel, table=True):
     active: bool = True
     created_at: datetime = _ts(nullable=False)
     password_changed_at: datetime | None = _ts()
+    failed_sign_ins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    locked_until: datetime | None = _ts()  # too many wrong passwords in a row
 
 
 class ApiToken(SQLModel, table=True):

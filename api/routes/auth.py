@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -15,7 +16,7 @@ from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError, invalid, not_found
 from api.schemas import Local
 from whistle import identity
-from whistle.identity import IdentityError, TokenKind
+from whistle.identity import AccountLocked, IdentityError, TokenKind
 from whistle.models import ApiToken
 
 log = logging.getLogger("whistle.auth")
@@ -78,7 +79,14 @@ def sign_in(body: Credentials, session: SessionDep, settings: SettingsDep, _: Pu
             ) -> TokenOut:
     """Sign in with user name and password; the answer's `token` goes in
     `Authorization: Bearer …` on every request until `expires_at`."""
-    user = identity.verify_password(session, body.username, body.password)
+    try:
+        user = identity.verify_password(session, body.username, body.password)
+    except AccountLocked as e:
+        log.warning("sign-in refused for %r: locked", body.username[:64])
+        raise unauthenticated(
+            "account_locked", f"too many wrong passwords: try again after "
+            f"{e.until.astimezone(ZoneInfo(settings.timezone)):%H:%M}, or ask an admin to "
+            "reset the password") from e
     if user is None:
         log.warning("failed sign-in for %r", body.username[:64])
         raise unauthenticated("invalid_credentials", "wrong user name or password")
@@ -108,7 +116,10 @@ def sign_out(session: SessionDep, who: Anyone) -> Response:
 @router.post("/password", status_code=204, response_class=Response)
 def change_password(body: PasswordChange, session: SessionDep, who: Anyone) -> Response:
     """Change one's own password; every sign-in session ends (API tokens stay)."""
-    user = identity.verify_password(session, who.username, body.current_password)
+    try:
+        user = identity.verify_password(session, who.username, body.current_password)
+    except AccountLocked:
+        user = None
     if user is None:
         raise ApiError(403, "forbidden", "the current password is wrong",
                        field="current_password")

@@ -237,3 +237,25 @@ async def test_admins_manage_users_and_issue_tokens_shown_once(api):
     me = await api.get("/api/v1/auth/me",
                        headers={"Authorization": f"Bearer {issued['token']}"})
     assert me.status_code == 401
+
+
+async def test_five_wrong_passwords_lock_the_account_until_an_admin_resets_it(api, users):
+    with Session(users.engine) as session:
+        identity.create_user(session, username="wu.qi", display_name="吴七",
+                             role="coordinator", jurisdiction="xiaojinkou",
+                             password="correct horse battery")
+        session.commit()
+    anon = {"x-test-anonymous": "1"}
+
+    async def sign_in(password: str):
+        return await api.post("/api/v1/auth/token", headers=anon,
+                              json={"username": "wu.qi", "password": password})
+
+    for _ in range(identity.LOCK_AFTER):
+        assert (await sign_in("guess guess guess")).json()["code"] == "invalid_credentials"
+    r = await sign_in("correct horse battery")  # the right one, too late
+    assert r.status_code == 401 and r.json()["code"] == "account_locked"
+    assert "try again after" in r.json()["message"]
+    r = await api.patch("/api/v1/users/wu.qi", json={"password": "a brand new password"})
+    assert r.status_code == 200
+    assert (await sign_in("a brand new password")).status_code == 200
