@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import IO, Any, TextIO
 from zoneinfo import ZoneInfo
@@ -22,7 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
-from audit.bulk import audit_query, count_cases
+from audit.bulk import CASES_PER_PROCESS, audit_query, count_cases, default_processes
 from audit.check import check_case
 from audit.history import BadExport, CaseHistory, CaseNotFound, export_json, fetch_case, load_export
 from audit.replay import CaseReplayer
@@ -76,7 +77,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                         "AND WhistleJurisdiction = 'huicheng' AND CloseTime > "
                         "'2026-01-01T00:00:00+08:00'\" (default: every case)")
     p.add_argument("--json", action="store_true", help="machine-readable output, no progress")
+    p.add_argument("--processes", type=_positive, default=None, metavar="N",
+                   help="worker processes, each replaying on a core of its own (default: "
+                        f"one per {CASES_PER_PROCESS} cases, at most one per core; 1 audits "
+                        "in this process alone)")
     p.set_defaults(fn=cmd_bulk)
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number")
+    return n
 
 
 def _target(p: argparse.ArgumentParser) -> None:
@@ -152,11 +164,13 @@ def cmd_bulk(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         client = await _connect()
-        bar = Progress(await count_cases(client, args.query), sys.stderr,
-                       enabled=not args.json and sys.stderr.isatty())
+        cases = await count_cases(client, args.query)
+        bar = Progress(cases, sys.stderr, enabled=not args.json and sys.stderr.isatty())
         engine = make_engine(get_settings().database_url)
+        processes = args.processes or default_processes(cases)
         try:
-            report = await audit_query(client, engine, args.query, on_case=bar.step)
+            report = await audit_query(client, engine, args.query, on_case=bar.step,
+                                       processes=processes)
         finally:
             bar.close()
             engine.dispose()
@@ -176,7 +190,8 @@ def _main(run: Callable[[], Awaitable[int]]) -> int:
     """Run a command's coroutine; what stops the audit from running is exit status 2."""
     try:
         return asyncio.run(run())  # type: ignore[arg-type]
-    except (AuditError, CaseNotFound, BadExport, OSError, RPCError, SQLAlchemyError) as e:
+    except (AuditError, CaseNotFound, BadExport, OSError, RPCError, SQLAlchemyError,
+            BrokenExecutor) as e:  # BrokenExecutor: a worker process of the bulk audit died
         print(f"error: {e}", file=sys.stderr)
         return ERROR
 

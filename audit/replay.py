@@ -1,11 +1,17 @@
 """Replay a case's history against the workflow code this process runs, and say whether
 the code still takes the same decisions: deterministic, or diverges at event N and why.
 
-One `CaseReplayer` keeps one replay worker for any number of histories (starting one costs
-far more than replaying a case)."""
+One `CaseReplayer` replays any number of histories, one after another, on one replay
+worker per `stream`.
+
+The audit replays outside the workflow sandbox (see `CaseReplayer`) and with a data
+converter that keeps one payload converter (see `replay_data_converter`): replaying a case
+costs about half of what it costs in the sandbox, and the verdicts are the same.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -13,8 +19,10 @@ from functools import cache
 
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.worker import Replayer, WorkflowReplayResult
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
 from audit.history import CaseHistory
@@ -33,6 +41,23 @@ def quiet_runtime() -> Runtime:
     report, not a warning for the console."""
     quiet = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
     return Runtime(telemetry=TelemetryConfig(logging=quiet))
+
+
+def _shared_payload_converter() -> PayloadConverter:
+    return pydantic_data_converter.payload_converter
+
+
+@cache
+def replay_data_converter() -> DataConverter:
+    """`pydantic_data_converter`, except that every converter the SDK derives from it shares
+    its one payload converter. The SDK derives a data converter for each workflow
+    activation (twice) and each one builds its payload converter afresh, type-adapter cache
+    included: about a tenth of the time of a replay. Converting is the same either way: same
+    class, same options; the pydantic converter keeps no state but that cache."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_converter_class=_shared_payload_converter,  # type: ignore[arg-type]
+    )
 
 
 def verdict(history: WorkflowHistory, run: int, failure: Exception | None) -> Verdict:
@@ -55,11 +80,25 @@ def _unescape(quoted: str) -> str:
 
 
 class CaseReplayer:
-    """Replays case histories on the current `CaseWorkflow` (or `workflows`, in tests)."""
+    """Replays case histories on the current `CaseWorkflow` (or `workflows`, in tests).
 
-    def __init__(self, workflows: Sequence[type] = (CaseWorkflow,)) -> None:
+    Outside the workflow sandbox unless `sandboxed`. Whether replay is deterministic does
+    not depend on the sandbox: core compares the commands the code issues with the events
+    in history, and code that keeps the sandbox's rules issues the same commands in or out
+    of it. The sandbox guards the *writing* of workflow code: it refuses clocks, randomness
+    and I/O in a workflow and isolates module state by re-importing the workflow's modules
+    for every run (most of the cost of a sandboxed replay). The worker runs CaseWorkflow
+    sandboxed and tests/replay replays every committed history in the sandbox, so code that
+    breaks those rules fails there, before it is deployed for the audit to run; CaseWorkflow
+    keeps no module state. `sandboxed=True` replays as the worker runs, at about twice the
+    cost."""
+
+    def __init__(self, workflows: Sequence[type] = (CaseWorkflow,), *,
+                 sandboxed: bool = False) -> None:
+        runner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
         self._replayer = Replayer(workflows=list(workflows),
-                                  data_converter=pydantic_data_converter,
+                                  data_converter=replay_data_converter(),
+                                  workflow_runner=runner,
                                   runtime=quiet_runtime())
 
     def stream(self, histories: AsyncIterator[WorkflowHistory]

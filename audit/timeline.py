@@ -149,6 +149,14 @@ def _carried_over(r: Reconstruction, start: CaseState) -> None:
         r.events[e.seq] = ProvenEvent(e, 1, None, e.seq <= start.projected_seq)
 
 
+# The event types read below, as plain ints: each `EventType.X` is a lookup in Python
+# (protobuf's enum wrapper), and a history has a hundred events or more.
+_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+_UPDATE_ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+_UPDATE_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
+
+
 def _read_run(r: Reconstruction, run: int, events: Any) -> None:
     """Add run number `run`: its projections (done or still running) and its Updates."""
     completed_activities = set()
@@ -156,16 +164,16 @@ def _read_run(r: Reconstruction, run: int, events: Any) -> None:
     steps: dict[str, AcceptedStep] = {}
     for e in events:
         t = e.event_type
-        if t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if t == _SCHEDULED:
             a = e.activity_task_scheduled_event_attributes
             if a.activity_type.name == ActivityName.PROJECT_CASE:
                 projections.append((e, _decode(a.input, Projection)))
-        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        elif t == _COMPLETED:
             completed_activities.add(e.activity_task_completed_event_attributes.scheduled_event_id)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        elif t == _UPDATE_ACCEPTED:
             s = _accepted(e, run)
             steps[s.update_id] = s
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+        elif t == _UPDATE_COMPLETED:
             c = e.workflow_execution_update_completed_event_attributes
             if c.meta.update_id in steps:
                 steps[c.meta.update_id].succeeded = c.outcome.HasField("success")

@@ -159,3 +159,23 @@ async def test_a_case_that_continued_as_new_is_audited_whole(short_history_env, 
     [finding] = json.loads(out)["findings"]
     assert (finding["key"], finding["found"]) == ("seq 8", "staff-xjk-police")
     engine.dispose()
+
+
+async def test_worker_processes_give_the_report_this_process_gives(dev_env, settings, worker):
+    """Auditing in worker processes (one per core, for a large audit) changes where the
+    cases are replayed and checked, not what is found."""
+    w, engine = worker
+    cases = [await closed_case(dev_env.client, w, engine) for _ in range(3)]
+    forge_actor(engine, case_id(cases[1]), 8, "staff-xjk-police")
+    query = f"TaskQueue = '{settings.task_queue}'"
+
+    def audited(report):
+        return sorted((c.model_dump() for c in report.cases), key=lambda c: c["case_id"])
+
+    here = await audit_query(dev_env.client, engine, query, processes=1)
+    heard = []
+    there = await audit_query(dev_env.client, engine, query, processes=2, on_case=heard.append)
+    assert audited(there) == audited(here) and len(heard) == 3
+    assert (there.summary.checked, there.summary.mismatched) == (3, 1)
+    assert there.summary.model_dump(exclude={"seconds", "cases_per_second"}) == \
+        here.summary.model_dump(exclude={"seconds", "cases_per_second"})

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session, col, delete, select
 
-from audit.check import check_in
-from audit.history import load_export
+from audit.check import check_cases, check_in
+from audit.history import CaseHistory, load_export
 from audit.report import FindingKind
 from audit.timeline import reconstruct
 from tests.audit.conftest import committed, continue_as_new_files, project
@@ -167,3 +167,20 @@ def test_every_column_the_projection_writes_is_checked():
     assert case_cols - set(case_row(state, 1)) == {"case_id", "updated_at"}
     assert summons_cols - set(summons_row(state.summonses[0])) == {
         "case_id", "department", "round"}
+
+
+def test_cases_checked_together_get_the_findings_each_gets_alone(read_model):
+    """The bulk audit reads a batch of cases in one query per table: each case must get
+    exactly the report it gets when checked alone, a tampered one included, and a history
+    that cannot be rebuilt its error, in its place, without stopping the others."""
+    cases = [committed(name) for name in PATHS] + [load_export(*continue_as_new_files())[0]]
+    for case in cases:
+        project(read_model, case)
+    edit(read_model, CaseEventRecord, (cases[0].case_id, 8), actor="someone-else")
+    edit(read_model, CaseRecord, cases[2].case_id, status="open")
+    broken = CaseHistory("broken", "whistle-case-broken", cases[1].runs[:0])  # no run at all
+    together = check_cases(read_model, [cases[0], broken, *cases[1:]])
+    assert isinstance(together[1], IndexError)
+    assert [r.model_dump() for r in together[:1] + together[2:]] == [
+        audit(read_model, c).model_dump() for c in cases]
+    assert [len(r.findings) for r in together[:1] + together[2:]] == [1, 0, 1, 0, 0, 0, 0]

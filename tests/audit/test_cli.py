@@ -28,6 +28,9 @@ def test_every_audit_command_is_registered_with_its_function():
     assert parse("audit", "timeline", "abc").fn is cli.cmd_timeline
     args = parse("audit", "bulk", "--query", "WhistleStatus = 'closed'", "--json")
     assert args.fn is cli.cmd_bulk and args.json and args.query == "WhistleStatus = 'closed'"
+    assert args.processes is None and parse("audit", "bulk", "--processes", "2").processes == 2
+    with pytest.raises(SystemExit):
+        parse("audit", "bulk", "--processes", "0")
 
 
 def test_replay_of_exported_files_needs_no_server(capsys):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.workflow import NondeterminismError
 
 from audit.history import load_export
-from audit.replay import CaseReplayer, verdict
+from audit.replay import CaseReplayer, replay_data_converter, verdict
 from tests.audit.conftest import HISTORIES, committed, continue_as_new_files
 from tests.replay.test_replay import ReorderedCaseWorkflow
+from whistle.domain import CaseState
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +49,30 @@ def test_a_failure_that_is_not_a_divergence_is_reported_as_such():
     assert not v.deterministic and v.reason.startswith("replay failed") and v.event_id == 12
     v = verdict(case.runs[0], 1, NondeterminismError('x message: "a \\"quoted\\" text" y'))
     assert v.reason == 'a "quoted" text' and v.event_id is None
+
+
+@pytest.fixture(scope="module")
+def sandboxed() -> CaseReplayer:
+    return CaseReplayer(sandboxed=True)
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_in_the_sandbox_or_out_of_it_the_verdicts_are_the_same(replayer, sandboxed,
+                                                                     path: Path):
+    """The audit replays outside the sandbox (faster); the worker runs in it."""
+    [case] = load_export(path.read_text(encoding="utf-8"))
+    assert (await replayer.replay(case)).model_dump() == (
+        await sandboxed.replay(case)).model_dump()
+
+
+def test_the_replay_converter_converts_as_the_worker_does_with_one_payload_converter():
+    [case] = load_export((HISTORIES / "worked_example.json").read_text())
+    [payload] = case.runs[0].events[0].workflow_execution_started_event_attributes.input.payloads
+    converter = replay_data_converter()
+    [state] = converter.payload_converter.from_payloads([payload], [CaseState])
+    [again] = pydantic_data_converter.payload_converter.from_payloads([payload], [CaseState])
+    assert state == again
+    assert (converter.payload_converter.to_payloads([state])
+            == pydantic_data_converter.payload_converter.to_payloads([state]))
+    derived = dataclasses.replace(converter)  # as the SDK derives one per activation
+    assert derived.payload_converter is converter.payload_converter
