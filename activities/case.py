@@ -3,9 +3,11 @@ once however often it runs."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import activity
@@ -25,7 +27,19 @@ from whistle.domain import (
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
 from whistle.policy import Policy, load_policy
 from whistle.projection import case_row, summons_row
+from whistle.settings import get_settings
 from whistle.workdays import CalendarNotCovered, deadline
+
+# TEST-ONLY fault switch (issue #8; see tests/faults/test_idempotency.py). With it on, a
+# projection delivered again (a retried attempt) appends its events once more under new
+# seq numbers instead of skipping them: the fault suite runs a worker with this bug to
+# prove its checker reports the duplicates. Honoured only when WHISTLE_ENV=test, so no
+# development or production worker can run with it.
+TEST_BREAK_IDEMPOTENCY = "WHISTLE_TEST_BREAK_IDEMPOTENCY"
+
+
+def _test_break_idempotency() -> bool:
+    return os.environ.get(TEST_BREAK_IDEMPOTENCY) == "1" and get_settings().env == "test"
 
 
 class CaseActivities:
@@ -37,6 +51,7 @@ class CaseActivities:
         self.policy_file = policy_file
         self.timezone = timezone
         self._policy: tuple[tuple[int, int], Policy] | None = None
+        self._break_idempotency = _test_break_idempotency()  # TEST-ONLY, see above
 
     def policy(self) -> Policy:
         """The policy file as it is now, parsed again only when the file has changed
@@ -70,19 +85,25 @@ class CaseActivities:
         """Write the case snapshot, its new timeline events and their notifications in one
         transaction; events already written are skipped. Returns the events written."""
         with session_scope(self.engine) as session:
-            written = _write_events(session, p.state.case_id, p.events)
+            written = _write_events(session, p.state.case_id, p.events,
+                                    self._break_idempotency)
             _write_outbox(session, p.state.case_id, p.events, p.notifications)
             seq = max(e.seq for e in p.events)
             _write_case(session, p.state, seq)
         return written
 
 
-def _write_events(session: Session, case_id: str, events: list[CaseEvent]) -> int:
+def _write_events(session: Session, case_id: str, events: list[CaseEvent],
+                  break_idempotency: bool = False) -> int:
     have = set(session.exec(select(CaseEventRecord.seq).where(
         CaseEventRecord.case_id == case_id,
         CaseEventRecord.seq.in_([e.seq for e in events]),  # type: ignore[attr-defined]
     )))
     new = [e for e in events if e.seq not in have]
+    if break_idempotency and have:  # TEST-ONLY bug (see TEST_BREAK_IDEMPOTENCY)
+        top = session.exec(select(func.max(CaseEventRecord.seq))
+                           .where(CaseEventRecord.case_id == case_id)).one()
+        new = [e.model_copy(update={"seq": top + i}) for i, e in enumerate(events, start=1)]
     for e in new:
         session.add(CaseEventRecord(case_id=case_id, **e.model_dump(mode="json", exclude={"at"}),
                                     at=e.at))

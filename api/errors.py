@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
@@ -77,3 +79,17 @@ def install(app: FastAPI) -> None:
         log.exception("unexpected error")
         return JSONResponse(_body("internal_error", "internal error; it was logged"),
                             status_code=500)
+
+    # The read model cannot be reached (connection refused or lost, SQLite "database is
+    # locked" after the busy timeout, no pooled connection free in time): 503, which a
+    # client may retry, not a 500. Other driver errors (integrity, bad SQL) stay 500s.
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(_: Request, e: Exception) -> JSONResponse:
+        if isinstance(e, DBAPIError) and not (isinstance(e, OperationalError)
+                                              or e.connection_invalidated):
+            raise e  # not an outage: the catch-all above answers 500
+        log.warning("database: %s", e)
+        return JSONResponse(_body("database_unavailable",
+                                  "the case database is unavailable; nothing was recorded, "
+                                  "try again shortly"), status_code=503)
