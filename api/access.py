@@ -302,6 +302,17 @@ class Guard:
         return p
 
 
+class _PublicGuard(Guard):
+    """Guard(Permission.PUBLIC): no sign-in, so it reads no Authorization header and the
+    OpenAPI document names no security requirement for its routes."""
+
+    def __init__(self) -> None:
+        super().__init__(Permission.PUBLIC)
+
+    def __call__(self) -> None:  # type: ignore[override]
+        return None
+
+
 def guard_of(dependant: Any) -> Guard | None:
     """The Guard a route declares (searching its dependency tree), for the route table
     checks."""
@@ -315,7 +326,7 @@ def guard_of(dependant: Any) -> Guard | None:
 
 
 # What a route puts in its signature: `who: CaseReader`. One alias per permission.
-Public = Annotated[None, Depends(Guard(Permission.PUBLIC))]
+Public = Annotated[None, Depends(_PublicGuard())]
 Anyone = Annotated[Principal, Depends(Guard(Permission.SELF))]
 ReferenceReader = Annotated[Principal, Depends(Guard(Permission.REFERENCE_READ))]
 ReferenceWriter = Annotated[Principal, Depends(Guard(Permission.REFERENCE_WRITE))]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import text
@@ -21,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.access import Public
+from api.deps import refuse_nul
 from api.routes import audit, auth, cases, reference, routing, users
 from api.schemas import ERRORS
 from whistle.db import make_engine, migrate
@@ -86,7 +87,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=list(CORS_METHODS), allow_headers=list(CORS_HEADERS),
                            allow_credentials=False)
-    v1 = APIRouter(prefix=API_PREFIX, responses=ERRORS)
+    # Every route refuses text holding NUL, which PostgreSQL cannot store (deps.refuse_nul).
+    v1 = APIRouter(prefix=API_PREFIX, responses=ERRORS, dependencies=[Depends(refuse_nul)])
     for router in ROUTERS:
         v1.include_router(router)
     app.include_router(v1)

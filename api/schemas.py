@@ -3,12 +3,13 @@ department and the actor come from the path and the caller, never from the body.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -34,6 +35,23 @@ def _local(value: datetime) -> str:
 
 # Every time the API answers with is shown in the deployment's zone (Asia/Shanghai: +08:00).
 Local = Annotated[datetime, PlainSerializer(_local, return_type=str, when_used="json")]
+
+
+def _representable(value: datetime) -> datetime:
+    """Refuse an instant that has no UTC (read model) or deployment-zone (answers) form,
+    e.g. 9999-12-31T23:00:00-10:00: accepted, it would reach the case and break it."""
+    try:
+        value.astimezone(UTC)
+        value.astimezone(_zone())
+    except OverflowError:
+        raise ValueError("out of range: the instant must fall within years 1 to 9999 in UTC "
+                         "and in the deployment's time zone") from None
+    return value
+
+
+# A time a client sends that the case keeps: with its zone, and one every zone can show.
+Instant = Annotated[AwareDatetime, AfterValidator(_representable)]
+
 T = TypeVar("T")
 
 
@@ -55,7 +73,7 @@ class ReturnBody(Body):
 
 
 class ExtensionBody(Body):
-    new_deadline: AwareDatetime
+    new_deadline: Instant
     reason: LongText
 
 
@@ -122,6 +140,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
     for status, text in {
         400: "the body could not be parsed",
+        401: "not signed in, or the token is unknown, expired or revoked",
+        403: "the caller's role or area does not allow it (the reason is in `message`)",
         404: "unknown case or department",
         409: "the step does not fit the case's state (the reason is in `message`)",
         413: "request body too large",
@@ -130,6 +150,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "the case engine is unavailable; nothing was recorded",
     }.items()
 }
+ERRORS[401]["headers"] = {"WWW-Authenticate": {"description": "`Bearer`",
+                                               "schema": {"type": "string"}}}
 
 
 class PendingOut(BaseModel):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from api.access import Anyone, Public, unauthenticated
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError, invalid, not_found
-from api.schemas import Local
+from api.schemas import ERRORS, Local
 from whistle import identity
 from whistle.identity import AccountLocked, IdentityError, TokenKind
 from whistle.models import ApiToken
@@ -74,7 +74,8 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/token", response_model=TokenOut,
-             responses={401: {"description": "wrong user name or password"}})
+             responses={401: {**ERRORS[401], "description": "wrong user name or password, "
+                                                         "or the account is locked"}})
 def sign_in(body: Credentials, session: SessionDep, settings: SettingsDep, _: Public
             ) -> TokenOut:
     """Sign in with user name and password; the answer's `token` goes in

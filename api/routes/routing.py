@@ -42,3 +42,6 @@ def routing_preview(
         raise invalid(e.field, e.message) from e
     except CalendarNotCovered as e:
         raise invalid("start", str(e)) from e
+    except OverflowError as e:  # e.g. 9999-12-31T20:00:00Z: no local time, or no deadline
+        raise invalid("start", "out of range: it, or a deadline counted from it, falls "
+                               "outside years 1 to 9999") from e
