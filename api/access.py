@@ -92,12 +92,17 @@ class Denied(Exception):
 # --- area rules on one case -------------------------------------------------------------
 
 
+def path_down_to(codes: list[str], owner: str) -> str:
+    """The path of `owner`, a node on the path `codes` (city … place); the whole path
+    when `owner` is not on it."""
+    if owner in codes:
+        codes = codes[: codes.index(owner) + 1]
+    return "/" + "/".join(codes) + "/"
+
+
 def owner_path(case: CaseRecord) -> str:
     """The path of the node whose centre owns the case (a prefix of the case's path)."""
-    parts = case.jurisdiction_path.strip("/").split("/")
-    if case.owner in parts:
-        parts = parts[: parts.index(case.owner) + 1]
-    return "/" + "/".join(parts) + "/"
+    return path_down_to(case.jurisdiction_path.strip("/").split("/"), case.owner)
 
 
 def _at_or_above(case: CaseRecord, p: Principal) -> bool:
@@ -209,8 +214,7 @@ def can_place(p: Principal, path: list[str], owner: str) -> str | None:
         return f"{path[-1]} is outside {p.jurisdiction}"
     if p.role != Role.COORDINATOR:
         return None  # a grid worker reports what they find; a centre above owns the case
-    owned = "/" + "/".join(path[: path.index(owner) + 1]) + "/" if owner in path else where
-    if not p.covers(owned):
+    if not p.covers(path_down_to(path, owner)):
         return f"the case would be owned by the centre of {owner}, above {p.jurisdiction}"
     return None
 
@@ -226,7 +230,6 @@ def unauthenticated(code: str, message: str) -> ApiError:
 
 
 def current_principal(
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -240,7 +243,6 @@ def current_principal(
                                   token=credentials.credentials)
     except TokenRejected as e:
         raise unauthenticated(e.code, e.message) from e
-    request.state.principal = p
     return p
 
 
@@ -273,10 +275,8 @@ class Guard:
 
     def __call__(self, request: Request, session: SessionDep, settings: SettingsDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-                 ) -> Principal | None:
-        if self.permission == Permission.PUBLIC:
-            return None
-        p = current_principal(request, session, settings, credentials)
+                 ) -> Principal:
+        p = current_principal(session, settings, credentials)
         if p.role not in ROLES[self.permission]:
             raise record_denial(session, p, request, self.permission,
                                 f"a {p.role} may not {self.permission}")

@@ -40,19 +40,12 @@ class ReadModel:
 
 def read_model(session: Session, case_id: str) -> ReadModel:
     """Every row the projection writes for `case_id`."""
-    return ReadModel(
-        case=session.get(CaseRecord, case_id),
-        summonses=list(session.exec(select(SummonsRecord)
-                                    .where(SummonsRecord.case_id == case_id))),
-        events=list(session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id)
-                                 .order_by(col(CaseEventRecord.seq)))),
-        outbox=list(session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id))),
-    )
+    return read_models(session, [case_id])[case_id]
 
 
 def read_models(session: Session, case_ids: Sequence[str]) -> dict[str, ReadModel]:
-    """`read_model` of several cases at once: one query per table, not four per case (the
-    same rows, grouped by case)."""
+    """Every row the projection writes for each of `case_ids`: one query per table for
+    them all, grouped by case."""
     ids = list(dict.fromkeys(case_ids))
     found = {cid: ReadModel(case=None, summonses=[], events=[], outbox=[]) for cid in ids}
     if not ids:

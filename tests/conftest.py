@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -57,11 +58,12 @@ def _postgres_schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty read-model database: a SQLite file, or a schema of its own on the
-    PostgreSQL at WHISTLE_TEST_POSTGRES_URL (skipped, saying why, when that is unset)."""
-    if request.param == "sqlite":
+@contextmanager
+def empty_read_model(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty read-model database: a SQLite file, or a schema of its own
+    on the PostgreSQL at WHISTLE_TEST_POSTGRES_URL (skipped, saying why, when that is unset
+    or unreachable; the schema is dropped afterwards)."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'whistle.db'}"
         return
     if not POSTGRES_URL:
@@ -80,6 +82,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty read-model database, on SQLite, then on PostgreSQL."""
+    with empty_read_model(request.param, tmp_path) as url:
+        yield url
+
+
+def prepare_read_model(url: str) -> None:
+    """Migrate the database at `url` to head and load the sample reference data."""
+    engine = make_engine(url)
+    migrate(engine)
+    load_reference(engine, DATA_DIR / "reference.yaml")
+    engine.dispose()
 
 
 @pytest.fixture
@@ -115,10 +132,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 def settings(database_url: str) -> Settings:
     """Settings for one test: its own read model (SQLite, then PostgreSQL) and task queue."""
     url = database_url
-    engine = make_engine(url)
-    migrate(engine)
-    load_reference(engine, DATA_DIR / "reference.yaml")
-    engine.dispose()
+    prepare_read_model(url)
     return Settings(env="test", database_url=url, task_queue=f"tq-{uuid.uuid4().hex[:12]}")
 
 

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from api.access import Admin
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError, invalid, not_found
-from api.routes.auth import TokenInfo
+from api.routes.auth import TokenId, TokenInfo
 from api.schemas import Local, Page
 from whistle import identity
 from whistle.domain import Code, Role
@@ -22,8 +22,7 @@ from whistle.models import ApiToken, AppUser
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-Username = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
-TokenId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
+Username = Annotated[str, Path(pattern=identity.USERNAME.pattern)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -44,7 +43,7 @@ class UserOut(BaseModel):
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+    username: Annotated[str, StringConstraints(pattern=identity.USERNAME.pattern)]
     display_name: Name
     role: Role
     jurisdiction: Code | None = Field(None, description="default for department staff: "

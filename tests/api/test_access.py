@@ -20,6 +20,15 @@ def as_(users: TestUsers, username: str, role: str, node: str = "",
     return users.headers(username, role, node, department)
 
 
+def coordinator_with_password(users: TestUsers, username: str,
+                              password: str = "correct horse battery") -> None:
+    """A Xiaojinkou coordinator who signs in with a password."""
+    with Session(users.engine) as session:
+        identity.create_user(session, username=username, display_name=username,
+                             role="coordinator", jurisdiction="xiaojinkou", password=password)
+        session.commit()
+
+
 async def open_at_jiulong(api, **extra) -> str:
     r = await api.post("/api/v1/cases", json={**INTAKE, **extra})
     assert r.status_code == 201, r.text
@@ -156,11 +165,7 @@ async def test_auditors_read_and_change_nothing_admins_never_see_cases(api, user
 
 
 async def test_sign_in_with_a_password_and_sign_out(api, users, settings):
-    with Session(users.engine) as session:
-        identity.create_user(session, username="li.wei", display_name="李伟",
-                             role="coordinator", jurisdiction="xiaojinkou",
-                             password="correct horse battery")
-        session.commit()
+    coordinator_with_password(users, "li.wei")
     anon = {"x-test-anonymous": "1"}
     r = await api.post("/api/v1/auth/token", headers=anon,
                        json={"username": "li.wei", "password": "wrong password!"})
@@ -240,11 +245,7 @@ async def test_admins_manage_users_and_issue_tokens_shown_once(api):
 
 
 async def test_five_wrong_passwords_lock_the_account_until_an_admin_resets_it(api, users):
-    with Session(users.engine) as session:
-        identity.create_user(session, username="wu.qi", display_name="吴七",
-                             role="coordinator", jurisdiction="xiaojinkou",
-                             password="correct horse battery")
-        session.commit()
+    coordinator_with_password(users, "wu.qi")
     anon = {"x-test-anonymous": "1"}
 
     async def sign_in(password: str):

@@ -27,8 +27,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
@@ -37,10 +35,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from api.main import create_app
-from tests.conftest import POSTGRES_URL, _binary, _postgres_schema_url
+from tests.conftest import _binary, empty_read_model, prepare_read_model
 from tests.helpers import TestUsers
-from whistle.db import make_engine, migrate
-from whistle.reference import load_reference
 from whistle.search_attributes import dev_server_args
 from whistle.settings import DATA_DIR, PROJECT_ROOT, Settings
 
@@ -67,24 +63,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """The read model of one fault test: a SQLite file by default; a test parametrised with
     `@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)` also
     runs on a schema of its own at WHISTLE_TEST_POSTGRES_URL (skipped when that is unset)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'whistle.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need WHISTLE_TEST_POSTGRES_URL")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except OperationalError as e:
-        pytest.skip(f"PostgreSQL at WHISTLE_TEST_POSTGRES_URL is not reachable: {e.orig}")
-    try:
-        yield _postgres_schema_url(POSTGRES_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with empty_read_model(request.param, tmp_path) as url:
+        yield url
 
 
 def write_policy(path: Path, report_in_seconds: dict[str, float]) -> Path:
@@ -105,10 +85,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     """Settings of one fault test: its read model, its task queue, and a policy whose
     neighbour and family cases miss their report-in clock 15 and 40 seconds after opening
     (a test may rewrite the file before it starts a worker)."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    load_reference(engine, DATA_DIR / "reference.yaml")
-    engine.dispose()
+    prepare_read_model(database_url)
     policy = write_policy(tmp_path / "policy.yaml", {"neighbour": 15, "family": 40})
     return Settings(env="test", database_url=database_url, policy_file=policy,
                     task_queue=f"tq-{uuid.uuid4().hex[:12]}")

@@ -11,10 +11,21 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from tests.faults.conftest import Workers, api_in_process
-from tests.faults.support import Clients, Ledger, Verdict, check, plans, sign_in_all, wait_for
+from tests.faults.support import (
+    Clients,
+    Ledger,
+    Plan,
+    Verdict,
+    check,
+    plans,
+    sign_in_all,
+    wait_for,
+)
+from tests.helpers import TestUsers
 from whistle.db import make_engine
 from whistle.domain import EventKind
 
@@ -22,6 +33,19 @@ pytestmark = pytest.mark.faults
 
 FULL, CLOCK = 40, 20  # scripted cases, cases left waiting on a 15 s clock
 KILL_AT = 0.3  # share of the scripted steps acknowledged when the worker is killed
+
+
+async def load_until_the_fault(api: httpx.AsyncClient, users: TestUsers, ledger: Ledger,
+                               cases: list[Plan]) -> tuple[asyncio.Task[None], str]:
+    """Start the clients on `cases`; return once KILL_AT of their steps are acknowledged,
+    with the load still running and a line saying what was in flight at that moment."""
+    total = sum(len(p.steps()) for p in cases)
+    await sign_in_all(api, users, cases)
+    load = asyncio.create_task(Clients(api, ledger, concurrency=12).run_all(cases))
+    await wait_for(lambda: ledger.steps_acked >= total * KILL_AT or load.done(), 90)
+    assert not load.done(), "the load finished before the fault"
+    return load, (f"{ledger.in_flight} requests in flight, {ledger.steps_acked}/{total} "
+                  "steps acknowledged")
 
 
 def clock_notes(verdict: Verdict, killed: datetime, back: datetime | None) -> None:
@@ -45,17 +69,11 @@ async def test_killing_the_only_worker_mid_load_loses_and_doubles_nothing(
     first = await workers.start(client)
     cases = plans("KILL", FULL, CLOCK)
     ledger = Ledger()
-    total = sum(len(p.steps()) for p in cases)
     async with api_in_process(settings, client, users) as api:
-        await sign_in_all(api, users, cases)
-        load = asyncio.create_task(Clients(api, ledger, concurrency=12).run_all(cases))
-        await wait_for(lambda: ledger.steps_acked >= total * KILL_AT or load.done(), 90)
-        assert not load.done(), "the load finished before the fault"
-        in_flight, acked = ledger.in_flight, ledger.steps_acked
+        load, loaded = await load_until_the_fault(api, users, ledger, cases)
         first.kill()
         killed = datetime.now(UTC)
-        verdict.faults.append(f"SIGKILL worker {first.pid} with {in_flight} requests in "
-                              f"flight, {acked}/{total} steps acknowledged")
+        verdict.faults.append(f"SIGKILL worker {first.pid} with {loaded}")
         await asyncio.sleep(2)
         await workers.start(client)
         back = datetime.now(UTC)
@@ -76,17 +94,11 @@ async def test_two_workers_one_killed_mid_load_the_other_finishes_every_case(
     survivor = await workers.start(client)
     cases = plans("TWO", FULL, CLOCK)
     ledger = Ledger()
-    total = sum(len(p.steps()) for p in cases)
     async with api_in_process(settings, client, users) as api:
-        await sign_in_all(api, users, cases)
-        load = asyncio.create_task(Clients(api, ledger, concurrency=12).run_all(cases))
-        await wait_for(lambda: ledger.steps_acked >= total * KILL_AT or load.done(), 90)
-        assert not load.done(), "the load finished before the fault"
-        in_flight, acked = ledger.in_flight, ledger.steps_acked
+        load, loaded = await load_until_the_fault(api, users, ledger, cases)
         doomed.kill()
         killed = datetime.now(UTC)
-        verdict.faults.append(f"SIGKILL worker {doomed.pid} of 2 with {in_flight} requests "
-                              f"in flight, {acked}/{total} steps acknowledged")
+        verdict.faults.append(f"SIGKILL worker {doomed.pid} of 2 with {loaded}")
         await load
         await check(verdict, client, engine, cases, ledger, settings.task_queue)
         assert survivor.alive
