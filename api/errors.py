@@ -15,6 +15,13 @@ from temporalio.service import RPCError
 log = logging.getLogger("whistle.api")
 
 
+# A request can fail on the database after its step or intake reached the case engine, so
+# the message does not claim nothing was recorded; it says why repeating is safe.
+DATABASE_UNAVAILABLE = ("the case database is unavailable; try again shortly (a repeated step "
+                        "that already happened is refused and a repeated intake with the same "
+                        "external_ref finds its case: nothing is doubled)")
+
+
 class ApiError(Exception):
     """An error the API answers with: HTTP status, stable code, message, optional field."""
 
@@ -70,9 +77,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _engine_unavailable(_: Request, e: RPCError) -> JSONResponse:
         log.warning("temporal: %s", e)
+        # Reads and intakes end here: an intake may have started its case before the
+        # connection dropped, and a repeat with the same external_ref finds that case.
         return JSONResponse(_body("engine_unavailable",
-                                  "the case engine is unavailable; nothing was recorded, "
-                                  "try again shortly"), status_code=503)
+                                  "the case engine is unavailable; try again shortly (an "
+                                  "intake repeated with the same external_ref never opens "
+                                  "a second case)"), status_code=503)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> JSONResponse:
@@ -90,6 +100,5 @@ def install(app: FastAPI) -> None:
                                               or e.connection_invalidated):
             raise e  # not an outage: the catch-all above answers 500
         log.warning("database: %s", e)
-        return JSONResponse(_body("database_unavailable",
-                                  "the case database is unavailable; nothing was recorded, "
-                                  "try again shortly"), status_code=503)
+        return JSONResponse(_body("database_unavailable", DATABASE_UNAVAILABLE),
+                            status_code=503)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api import errors
+from api import errors, web
 from api.access import Public
 from api.deps import refuse_nul
 from api.routes import audit, auth, cases, reference, routing, users
@@ -29,6 +29,11 @@ from whistle.policy import load_policy
 from whistle.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
+# A request waits this long for the read model (SQLite's write lock, a PostgreSQL connection)
+# and a PostgreSQL statement runs at most DB_STATEMENT_SECONDS, so an outage is a prompt
+# 503 database_unavailable, not a hanging request. The worker waits longer: it retries.
+DB_WAIT_SECONDS = 5.0
+DB_STATEMENT_SECONDS = 20.0
 health_router = APIRouter(tags=["health"])
 
 
@@ -59,8 +64,13 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.engine = make_engine(settings.database_url)
-        migrate(app.state.engine)
+        migrator = make_engine(settings.database_url)  # no statement timeout for DDL
+        try:
+            migrate(migrator)
+        finally:
+            migrator.dispose()
+        app.state.engine = make_engine(settings.database_url, wait_seconds=DB_WAIT_SECONDS,
+                                       statement_seconds=DB_STATEMENT_SECONDS)
         app.state.policy = load_policy(settings.policy_file)
         app.state.temporal = client or await Client.connect(
             settings.temporal_address, namespace=settings.temporal_namespace,
@@ -92,6 +102,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     for router in ROUTERS:
         v1.include_router(router)
     app.include_router(v1)
+    web.install(app)  # the pages at /, /login, /cases, … (not in ROUTERS: no /api/v1)
     return app
 
 

@@ -147,7 +147,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         504: "the engine did not answer in time; the step may still be applied",
         422: "invalid input; `field` names it",
-        503: "the case engine is unavailable; nothing was recorded",
+        503: "the case engine or database is unavailable; try again (a repeat is never "
+             "doubled)",
     }.items()
 }
 ERRORS[401]["headers"] = {"WWW-Authenticate": {"description": "`Bearer`",
@@ -234,6 +235,8 @@ class CaseDetail(CaseOut):
     temporal_ui_url: str
     summonses: list[SummonsOut]
     timeline: list[EventOut]
+    # 重复纠纷: earlier cases at the same place or with a party in common (at intake)
+    repeat_of: list[str] = []
 
 
 class InboxItem(SummonsOut):

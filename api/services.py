@@ -3,9 +3,10 @@ step on its workflow, read the read model."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func
@@ -27,6 +28,7 @@ from whistle.domain import (
     CaseStart,
     CaseState,
     DepartmentRef,
+    Level,
     OpenedResult,
     StepResult,
     workflow_id,
@@ -56,8 +58,47 @@ def resolve_intake(*, session: Session, policy: Policy, intake: CaseIntake, acto
         raise invalid(e.field, e.message) from e
     refs = _departments(session, policy, intake, where)
     start = CaseStart(case_id=case_id_for(intake.external_ref), request_id=uuid.uuid4().hex,
-                      actor=actor, intake=intake, path=where.path, departments=refs)
+                      actor=actor, intake=intake, path=where.path, departments=refs,
+                      repeat_of=repeats(session=session, policy=policy, intake=intake,
+                                        where=where))
     return CaseState(start=start, level=where.level, owner=where.owner)
+
+
+REPEAT_LINKS = 20
+
+
+def repeats(*, session: Session, policy: Policy, intake: CaseIntake, where: Placement
+            ) -> list[str]:
+    """重复纠纷: cases opened within the policy's window at the same place, or naming one of
+    the same parties, in the intake's town (its county when it sits higher), newest first.
+
+    Parties are matched by name, ignoring spaces; only cases of the area in the window are
+    read, and only their ids, places and parties."""
+    days = policy.spec.repeat_window_days
+    if days == 0:
+        return []
+    area = [n.code for n in where.path if n.level.rank <= Level.TOWN.rank]
+    prefix = "/" + "/".join(area) + "/"
+    names = {_name(p.name) for p in intake.parties}
+    since = datetime.now(UTC) - timedelta(days=days)
+    q = (select(CaseRecord.case_id, CaseRecord.location, CaseRecord.parties)
+         .where(col(CaseRecord.jurisdiction_path).startswith(prefix),
+                col(CaseRecord.opened_at) >= since)
+         .order_by(col(CaseRecord.opened_at).desc(), col(CaseRecord.case_id)))
+    found = []
+    for case_id, location, parties in session.exec(q):
+        if intake.external_ref is not None and case_id == case_id_for(intake.external_ref):
+            continue
+        if location == intake.location or names & {_name(str(p.get("name", "")))
+                                                    for p in parties or []}:
+            found.append(case_id)
+            if len(found) == REPEAT_LINKS:
+                break
+    return found
+
+
+def _name(name: str) -> str:
+    return "".join(name.split())
 
 
 def _departments(session: Session, policy: Policy, intake: CaseIntake, where: Placement
@@ -92,14 +133,19 @@ async def open_case(*, client: Client, settings: Settings, state: CaseState) -> 
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
+    wait = settings.step_timeout_seconds
     try:
-        result: OpenedResult = await client.execute_update_with_start_workflow(
-            CaseWorkflow.opened, start_workflow_operation=start,
-            rpc_timeout=timedelta(seconds=settings.step_timeout_seconds),
-        )
+        # rpc_timeout bounds one call; the SDK polls again while the update is accepted but
+        # not finished (its projection retrying through a database outage), so the whole
+        # wait is bounded here too.
+        async with asyncio.timeout(wait):
+            result: OpenedResult = await client.execute_update_with_start_workflow(
+                CaseWorkflow.opened, start_workflow_operation=start,
+                rpc_timeout=timedelta(seconds=wait),
+            )
     except WorkflowAlreadyStartedError:
         return False  # the case ran and closed already: the read model has it
-    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as e:
         raise CasePending(state.case_id) from e
     return result.request_id == state.start.request_id
 
@@ -117,10 +163,13 @@ async def run_step(*, client: Client, session: Session, case_id: str, update: An
     """Send one step to the case's workflow; a rejection becomes 409 with its reason."""
     handle = client.get_workflow_handle(workflow_id(case_id))
     try:
-        result: StepResult = await handle.execute_update(
-            update, arg, rpc_timeout=timedelta(seconds=timeout))
+        # Bounded as a whole, not only per call: once the workflow has accepted the step
+        # the SDK keeps polling for its result (which waits for the read model).
+        async with asyncio.timeout(timeout):
+            result: StepResult = await handle.execute_update(
+                update, arg, rpc_timeout=timedelta(seconds=timeout))
         return result
-    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as e:
         raise ApiError(504, "step_pending",
                        f"the case engine did not answer within {timeout:g} s; the step may "
                        "still be applied when it does. Check the case before repeating it "
@@ -140,9 +189,13 @@ async def run_step(*, client: Client, session: Session, case_id: str, update: An
 
 
 def unavailable(e: RPCError) -> ApiError:
-    """The engine could not take the step now; nothing was recorded, the caller may retry."""
+    """The engine could not be reached. The connection may have dropped after the workflow
+    took the step, so this does not claim nothing was recorded: a repeat is safe, since a
+    step that already happened is refused, never doubled."""
     return ApiError(503, "case_unavailable",
-                    f"the step was not recorded, try again shortly ({e.message})")
+                    f"the case engine could not be reached ({e.message}); the step may or "
+                    "may not have been applied. Check the case, or repeat the step: one "
+                    "that already happened is refused, never doubled")
 
 
 def case_detail(*, session: Session, settings: Settings, case_id: str) -> CaseDetail:
@@ -155,12 +208,15 @@ def case_detail(*, session: Session, settings: Settings, case_id: str) -> CaseDe
     events = session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id)
                           .order_by(col(CaseEventRecord.seq)))
     wid = workflow_id(case_id)
+    timeline = [EventOut.model_validate(e, from_attributes=True) for e in events]
     return CaseDetail(
         **row.model_dump(), workflow_id=wid,
         temporal_ui_url=f"{settings.temporal_ui_url}/namespaces/"
                         f"{settings.temporal_namespace}/workflows/{wid}",
         summonses=[SummonsOut.model_validate(s, from_attributes=True) for s in summonses],
-        timeline=[EventOut.model_validate(e, from_attributes=True) for e in events],
+        timeline=timeline,
+        repeat_of=next((list(e.data.get("repeat_of", [])) for e in timeline
+                        if e.kind == "opened"), []),
     )
 
 

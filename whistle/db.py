@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -41,17 +42,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL and a busy timeout so the worker and the API
-    can share the file."""
+def make_engine(url: str, *, wait_seconds: float = 30.0,
+                statement_seconds: float | None = None) -> Engine:
+    """An engine for `url`; SQLite gets WAL so the worker and the API can share the file.
+
+    `wait_seconds` bounds how long a connection waits for the database: SQLite's busy
+    timeout (the write lock), PostgreSQL's connect timeout. `statement_seconds`, on
+    PostgreSQL, cancels a statement (a lock wait included) that runs longer. The worker's
+    activities may wait long, since they are retried anyway; the API keeps both short so a
+    user gets a 503 in seconds rather than a request that hangs."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": wait_seconds})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args: dict[str, object] = {}
+    if "connect_timeout=" not in url:
+        connect_args["connect_timeout"] = max(1, round(wait_seconds))
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                           pool_timeout=wait_seconds, connect_args=connect_args)
+    if statement_seconds is not None and engine.dialect.name == "postgresql":
+        ms = int(statement_seconds * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _timeouts(conn: Any, _record: object) -> None:
+            # Set per connection, not in the URL's `options`, which may carry search_path.
+            with conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {ms}")
+            conn.commit()
+    return engine
 
 
 def _sqlite_pragmas(conn: object, _record: object) -> None:

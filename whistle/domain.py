@@ -125,6 +125,7 @@ class EventKind(StrEnum):
     REDISPATCHED = "redispatched"
     EXTENSION_REQUESTED = "extension_requested"
     EXTENSION_DECIDED = "extension_decided"
+    CLOCK_WARNING = "clock_warning"  # 预警: most of a clock's time is used
     CLOCK_MISSED = "clock_missed"
     ESCALATED = "escalated"
     OUTCOME = "outcome"
@@ -145,6 +146,7 @@ CASE_LABELS_ZH = {
     EventKind.REDISPATCHED: "重新分拨",
     EventKind.EXTENSION_REQUESTED: "延期申请",
     EventKind.EXTENSION_DECIDED: "延期审批",
+    EventKind.CLOCK_WARNING: "临期预警",
     EventKind.CLOCK_MISSED: "超时",
     EventKind.ESCALATED: "升级督办",
     EventKind.OUTCOME: "结果",
@@ -215,6 +217,8 @@ class CasePolicy(Message):
     feedback_working_days: int | None = Field(default=None, ge=1)
     max_reopens: int = Field(ge=0, le=10)
     ladder: list[LadderStep] = Field(min_length=1)
+    # 监测预警: warn the department and its centre when this share of a clock is used.
+    warn_at: float | None = Field(default=None, gt=0, lt=1)
 
     def clock(self, name: str) -> ClockSpec:
         """The length of clock `name` (report_in, sign_off or feedback)."""
@@ -269,6 +273,8 @@ class CaseStart(Message):
     intake: CaseIntake
     path: list[Node]  # city … location: whose jurisdiction the case falls in
     departments: list[DepartmentRef]
+    # 重复纠纷: earlier cases at the same place or with a party in common, newest first
+    repeat_of: list[str] = Field(default_factory=list, max_length=20)
 
 
 class DeadlineRequest(Message):
@@ -399,6 +405,7 @@ class Summons(Message):
     redispatched_to: Code | None = None
     extension: Extension | None = None
     escalations: list[Escalation] = Field(default_factory=list)
+    warned: list[datetime] = Field(default_factory=list)  # the dues a warning was given for
 
     @property
     def overdue(self) -> bool:

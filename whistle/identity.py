@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from whistle.domain import Level, Role
@@ -29,6 +31,7 @@ TOKEN = re.compile(r"^whs_([0-9a-f]{12})_([A-Za-z0-9_-]{20,64})$")
 LOCK_AFTER, LOCK_FOR = 5, timedelta(minutes=15)
 # Refresh `last_used_at` at most this often, so reading a token is not a write per request.
 _TOUCH_EVERY = timedelta(minutes=5)
+log = logging.getLogger(__name__)
 
 _hasher = PasswordHasher()
 # Verified when the user does not exist, so a wrong name costs as long as a wrong password.
@@ -263,11 +266,23 @@ def authenticate(session: Session, *, secret_key: str, token: str) -> Principal:
     user = session.get(AppUser, row.username)
     if user is None or not user.active:
         raise TokenRejected("user_inactive", "the account is deactivated")
+    token_id = row.id
     if row.last_used_at is None or at - row.last_used_at > _TOUCH_EVERY:
-        row.last_used_at = at
-        session.add(row)
+        _touch(session, row, at)
+    return principal(session, user, token_id)
+
+
+def _touch(session: Session, row: ApiToken, at: datetime) -> None:
+    """Record when a token was last used. Only a hint for its owner, so best effort: when
+    the database cannot take writes (SQLite locked, a connection lost) the request goes on
+    as a read instead of failing on it."""
+    row.last_used_at = at
+    session.add(row)
+    try:
         session.commit()
-    return principal(session, user, row.id)
+    except OperationalError as e:
+        session.rollback()
+        log.warning("token %s: last use not recorded (%s)", row.id, e.orig or e)
 
 
 def revoke(session: Session, token_id: str) -> ApiToken | None:

@@ -36,6 +36,8 @@ class _Clocks(_Strict):
     feedback_working_days: int | None = Field(default=None, ge=1, le=250)
     max_reopens: int | None = Field(default=None, ge=0, le=10)
     ladder: list[LadderStep] | None = Field(default=None, min_length=1)
+    # Share of a clock after which the department and its centre are warned (预警).
+    warn_at: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _one_unit_per_clock(self) -> _Clocks:
@@ -52,6 +54,7 @@ class _Clocks(_Strict):
 class _Defaults(_Clocks):
     max_reopens: int = Field(ge=0, le=10)
     ladder: list[LadderStep] = Field(min_length=1)
+    warn_at: float | None = Field(default=0.8, gt=0, lt=1)  # null: no early warning
 
     @model_validator(mode="after")
     def _every_clock_set(self) -> _Defaults:
@@ -82,6 +85,9 @@ class PolicyFile(_Strict):
     version: str = Field(min_length=1, max_length=64)
     defaults: _Defaults
     categories: dict[Code, _Category] = Field(default_factory=dict)
+    # 重复纠纷: an intake at the same place, or naming a party of a case opened in this many
+    # days, is flagged as a repeat with the earlier cases linked (0: never).
+    repeat_window_days: int = Field(default=90, ge=0, le=3650)
     # Official arrangements newer than the calendar package (a fact, not a choice: used for
     # every deadline planned from then on, running cases included).
     calendar: dict[int, YearArrangement] = Field(default_factory=dict)
@@ -115,6 +121,7 @@ class Policy:
             version=self.version,
             max_reopens=d.max_reopens if c.max_reopens is None else c.max_reopens,
             ladder=c.ladder or d.ladder,
+            warn_at=c.warn_at if "warn_at" in c.model_fields_set else d.warn_at,
             **clocks,  # type: ignore[arg-type]
         )
 

@@ -87,11 +87,15 @@ class CaseWorkflow:
         self._lock = asyncio.Lock()
         self._summoning: set[str] = set()  # departments being summoned by a running handler
         self._upserted: dict[str, object] = {}
+        self._warn = False  # early warnings (预警): only in runs started by code that has them
 
     # --- the main loop --------------------------------------------------------------------
 
     @workflow.run
     async def run(self, state: CaseState) -> CaseState:
+        # Decided once per run, at its start: histories recorded before early warnings
+        # replay without them (no marker), every run started since has them.
+        self._warn = workflow.patched(CLOCK_WARNINGS)
         if self.s.opened_at is None:
             await self._open()
         while self.s.status != CaseStatus.CLOSED:
@@ -137,6 +141,7 @@ class CaseWorkflow:
             level=self.s.level,
             owner=self.s.owner,
             policy_version=self.s.policy.version,
+            repeat_of=self.s.start.repeat_of or None,
         )
         await self._summon(self.s.start.departments, self.s.start.actor, reason="intake")
         await self._flush()
@@ -168,6 +173,8 @@ class CaseWorkflow:
             clock, due = self._running_clock(s)
             if not self._escalation(s, clock, due):
                 dues.append(due)
+                if (warn := self._warning_due(s, due)) is not None:
+                    dues.append(warn)
             dues += [e.next_due for e in s.escalations if not e.done]
         if self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_due:
             dues.append(self.s.feedback_due)
@@ -186,11 +193,27 @@ class CaseWorkflow:
                 return e
         return None
 
+    def _warning_due(self, s: Summons, due: datetime) -> datetime | None:
+        """When the running clock (due at `due`) reaches the policy's warning share, counted
+        from the summons; None when this run gives no warnings or one was given already."""
+        share = self._policy.warn_at
+        if not self._warn or share is None or due in s.warned:
+            return None
+        return s.summoned_at + (due - s.summoned_at) * share
+
     def _fire_due_clocks(self) -> None:
         now = workflow.now()
         ladder = self._policy.ladder
         for s in self.s.open_summonses():
             clock, due = self._running_clock(s)
+            warn = self._warning_due(s, due)
+            if warn is not None and warn <= now and not self._escalation(s, clock, due):
+                s.warned.append(due)
+                if due > now:  # a clock already missed gets its ladder, not a warning
+                    seq = self._event(EventKind.CLOCK_WARNING, "system", s.department,
+                                      clock=clock, due=due)
+                    self._notify(seq, f"department:{s.department}")
+                    self._notify(seq, f"centre:{self.s.owner}")
             if due <= now and not self._escalation(s, clock, due):
                 s.escalations.append(
                     Escalation(
@@ -709,6 +732,8 @@ _SA_UPDATE: dict[str, Callable[[object], object]] = {
     key.name: key.value_set for key in sa.ALL  # type: ignore[misc]
 }
 
+
+CLOCK_WARNINGS = "clock-warnings"  # the patch id of early warnings
 
 _USUAL_RECIPIENTS = {
     LadderAction.REMIND: [Recipient.DEPARTMENT],

@@ -43,8 +43,11 @@ class ReorderedCaseWorkflow(CaseWorkflow):
 
     @workflow.run
     async def run(self, state: CaseState) -> CaseState:
-        await workflow.sleep(1)
         return await super().run(state)
+
+    async def _open(self) -> None:
+        await workflow.sleep(1)
+        await super()._open()
 
 
 async def test_a_non_deterministic_change_is_caught():

@@ -7,13 +7,14 @@ repeating every 48 h."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import new_worker
+from tests.helpers import POLICY, new_worker
 from tests.workflows.conftest import Cases
 from tests.workflows.support import (
     assert_at,
@@ -229,7 +230,9 @@ async def test_late_report_in_stops_the_ladder_and_clears_overdue(
 
         await skip(time_env, days=6)  # the raise would have come at due + 72 h
         s = await state(h)
-        assert s.events[-1].seq == result.seq
+        # No ladder step after the late report-in; only the sign-off clock's warning at 80%
+        # of its 240 h (192 h after the summons).
+        assert [e.kind for e in s.events if e.seq > result.seq] == [EventKind.CLOCK_WARNING]
         assert s.level == Level.TOWN
 
 
@@ -355,3 +358,66 @@ async def test_working_day_clocks_are_planned_by_the_calendar_activity(
     assert seen[0].clocks == [ClockSpec(hours=24), ClockSpec(working_days=10)]
     assert summons.report_in_due == seen[0].start + timedelta(days=3)
     assert summons.sign_off_due == seen[0].start + timedelta(days=4)
+
+
+# --- early warning (预警) -------------------------------------------------------------------
+
+
+async def test_a_clock_warns_once_at_its_policy_share_then_the_next_clock_warns(
+        time_env: WorkflowEnvironment, engine: Engine, cases: Cases) -> None:
+    """Sample policy: warn at 80% of a clock. Neighbour report-in is 24 h: warned at 19.2 h,
+    to the department and its centre, once; missed at 24 h with no second warning. The
+    sign-off clock (120 h from the summons) warns at 96 h on its own."""
+    async with new_worker(time_env.client, engine) as worker:
+        h = await cases.start(worker, ["xjk-police"])
+        s = await state(h)
+        summoned, due = s.summonses[0].summoned_at, s.summonses[0].report_in_due
+        await skip_past(time_env, summoned + 19 * H)
+        assert events(await state(h), EventKind.CLOCK_WARNING) == []
+
+        await skip_past(time_env, summoned + 19.2 * H)
+        s = await state(h)
+        warning = one(events(s, EventKind.CLOCK_WARNING))
+        assert_at(warning, summoned + 19.2 * H)
+        assert warning.department == "xjk-police"
+        assert warning.data == {"clock": Clock.REPORT_IN, "due": due.isoformat()}
+        await settle_for(h)
+        assert sorted(outbox_for(engine, s.case_id, warning.seq)) == [
+            "centre:xiaojinkou", "department:xjk-police"]
+
+        await skip_past(time_env, due + H)  # missed: the ladder, not another warning
+        s = await state(h)
+        assert len(events(s, EventKind.CLOCK_WARNING)) == 1
+        one(events(s, EventKind.CLOCK_MISSED))
+
+        await report_in(h, "xjk-police")  # late
+        await skip_past(time_env, summoned + 96 * H)
+        s = await state(h)
+        warnings = events(s, EventKind.CLOCK_WARNING)
+        assert [w.data["clock"] for w in warnings] == [Clock.REPORT_IN, Clock.SIGN_OFF]
+        assert_at(warnings[1], summoned + 96 * H)
+
+
+async def test_no_warning_when_the_policy_sets_none(
+        time_env: WorkflowEnvironment, engine: Engine, tmp_path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.read_text().replace("warn_at: 0.8", "warn_at: null"))
+    async with new_worker(time_env.client, engine, policy=policy) as worker:
+        c = Cases(time_env, engine)
+        h = await c.start(worker, ["xjk-police"])
+        due = (await state(h)).summonses[0].report_in_due
+        await skip_past(time_env, due + H)
+        s = await state(h)
+        assert events(s, EventKind.CLOCK_WARNING) == []
+        one(events(s, EventKind.CLOCK_MISSED))
+        await h.terminate("test over")
+
+
+async def settle_for(h) -> None:
+    """Wait until the case's events are in the read model."""
+    for _ in range(100):
+        s = await state(h)
+        if s.projected_seq == s.events[-1].seq:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the read model did not catch up")
