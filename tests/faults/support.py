@@ -20,6 +20,7 @@ equals what its history proves, event by event.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -95,6 +96,15 @@ class Plan:
         if self.kind == "full":
             return Counter()
         return Counter((str(EventKind.CLOCK_WARNING), d) for d in self.departments)
+
+
+def sizes(full: int, clock: int) -> tuple[int, int]:
+    """(scripted, clock) case counts: as given, or WHISTLE_FAULT_CASES in all, split alike."""
+    total = os.environ.get("WHISTLE_FAULT_CASES")
+    if not total:
+        return full, clock
+    scripted = round(int(total) * full / (full + clock))
+    return scripted, int(total) - scripted
 
 
 def plans(prefix: str, full: int, clock: int, clock_categories: tuple[str, ...] = ("neighbour",)
