@@ -26,5 +26,6 @@ RUN pip install --no-deps -e .
 
 # Code stays root-owned and read-only for the service user.
 USER 10001:10001
-EXPOSE 8000
+# 8000: the API (and its /metrics); 9464: the worker's /metrics (WHISTLE_WORKER_METRICS_PORT)
+EXPOSE 8000 9464
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -17,7 +17,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 /root/.pyenv/versions/3.12.1/bi
 	2>/dev/null && break; done)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint clean-data record-histories
+.PHONY: help venv run test lint clean-data record-histories bench browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -43,8 +43,31 @@ $(STAMP): pyproject.toml | $(PY)
 run: venv ## Start Temporal dev server, worker and API (Ctrl-C stops everything)
 	$(PY) scripts/dev.py
 
-test: venv ## Run the test suite
+test: venv browser ## Run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests (tests/e2e, driven by Playwright's Python package;
+# never `playwright install`), and a CJK font so the screenshots show Chinese, not boxes.
+# Installed once, as root; otherwise those tests skip saying why.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+browser: ## Install Debian's chromium + chromium-driver (+ a CJK font) for tests/e2e when missing
+	@{ command -v chromium >/dev/null 2>&1 && [ -e $(CJK_FONT) ]; } || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update && apt-get install -y chromium chromium-driver fonts-wqy-microhei) || \
+				echo "warning: could not install chromium: the browser tests (tests/e2e) will skip" >&2; \
+		else \
+			echo "note: chromium is missing and this is not root: the browser tests (tests/e2e)" \
+			     "will skip. As root: apt-get install -y chromium chromium-driver" >&2; \
+		fi; }
+
+# The bench extra (DBOS, psutil, py-spy) only when pyproject.toml changes.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -e '.[dev,bench]'
+	@touch $@
+
+bench: venv $(BENCH_STAMP) ## Floor vs Whistle vs DBOS, open cases, audit (BENCH_ARGS=--big|--smoke); see bench/README.md
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: venv ## ruff check
 	$(VENV)/bin/ruff check .

@@ -6,28 +6,40 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from wsgiref.simple_server import WSGIServer
 
+from prometheus_client import start_http_server
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.case import CaseActivities
+from activities.notify import NotifyActivities
+from whistle import digests, logs, metrics
+from whistle.channels import SmtpConfig
 from whistle.db import make_engine, migrate
 from whistle.settings import Settings, get_settings
 from workflows.case import CaseWorkflow
+from workflows.delivery import DeliveryConfig, DeliveryWorkflow, start_dispatcher
+from workflows.digest import DigestWorkflow, ensure_digest_schedules
 
 log = logging.getLogger("whistle.worker")
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A client with the converter every Whistle process must share."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 
@@ -47,21 +59,101 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+def build_ops_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
+                     engine: Engine) -> Worker:
+    """The worker for the operations task queue: notification delivery and digests. A
+    queue of its own, so a slow webhook never holds a slot a case needs, and case
+    workflows are all a case queue ever lists."""
+    notify = notify_activities(engine, settings)
+    return Worker(
+        client,
+        task_queue=settings.ops_task_queue,
+        workflows=[DeliveryWorkflow, DigestWorkflow],
+        activities=[notify.claim_deliveries, notify.deliver, notify.build_digest,
+                    notify.send_digest],
+        activity_executor=executor,
+    )
+
+
+def notify_activities(engine: Engine, settings: Settings) -> NotifyActivities:
+    """Delivery and digest activities with the SMTP relay and timeouts of `settings`."""
+    smtp = SmtpConfig(host=settings.smtp_host, port=settings.smtp_port,
+                      starttls=settings.smtp_starttls, username=settings.smtp_username,
+                      password=settings.smtp_password.get_secret_value()
+                      if settings.smtp_password else None, sender=settings.smtp_from)
+    return NotifyActivities(engine, smtp, webhook_timeout=settings.webhook_timeout_seconds)
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    return DeliveryConfig(poll_seconds=settings.delivery_poll_seconds,
+                          retry_initial_seconds=settings.delivery_retry_initial_seconds,
+                          retry_max_seconds=settings.delivery_retry_max_seconds,
+                          max_attempts=settings.delivery_max_attempts)
+
+
+async def start_operations(client: Client, settings: Settings, engine: Engine) -> None:
+    """The notification dispatcher and one digest schedule per centre (both idempotent:
+    every worker start calls this; the first creates, later ones attach or update)."""
+    if settings.delivery_enabled:
+        await start_dispatcher(client, delivery_config(settings), settings.ops_task_queue)
+    if settings.digest_enabled:
+        with Session(engine) as session:
+            centres = digests.centres(session, settings.digest_levels)
+        interval = settings.digest_interval_hours
+        ids = await ensure_digest_schedules(
+            client, centres, task_queue=settings.ops_task_queue,
+            period_days=settings.digest_period_days, cron=settings.digest_cron,
+            cron_by_centre=settings.digest_cron_by_centre,
+            interval=timedelta(hours=interval) if interval else None,
+            time_zone=settings.timezone)
+        log.info("digest schedules: %d (%s)", len(ids), settings.digest_cron
+                 if not interval else f"every {interval} h")
+
+
+def serve_metrics(settings: Settings, engine: Engine
+                  ) -> tuple[Runtime, WSGIServer] | None:
+    """The worker's /metrics: the SDK runtime's Prometheus exporter on a loopback port,
+    re-exported with the business gauges on WHISTLE_WORKER_METRICS_PORT. Returns the
+    runtime the client must use and the HTTP server (None: metrics off)."""
+    if not settings.worker_metrics_port:
+        return None
+    with socket.socket() as s:  # a free loopback port for the SDK's own exporter
+        s.bind(("127.0.0.1", 0))
+        sdk_port = s.getsockname()[1]
+    reg = metrics.registry(engine, sdk_metrics_url=f"http://127.0.0.1:{sdk_port}/metrics")
+    try:
+        server, _thread = start_http_server(settings.worker_metrics_port,
+                                            addr=settings.worker_metrics_host, registry=reg)
+    except OSError as e:  # e.g. a second worker on one host: run, without metrics
+        log.error("no /metrics: cannot listen on %s:%d (%s)", settings.worker_metrics_host,
+                  settings.worker_metrics_port, e)
+        return None
+    runtime = Runtime(telemetry=TelemetryConfig(
+        metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}")))
+    log.info("metrics on http://%s:%d/metrics", settings.worker_metrics_host,
+             settings.worker_metrics_port)
+    return runtime, server
+
+
 async def main() -> None:
     """Run until SIGTERM or SIGINT, then let in-flight tasks finish."""
-    logging.basicConfig(level=os.environ.get("WHISTLE_LOG_LEVEL", "INFO"))
     settings = get_settings()
-    client = await connect(settings)
+    logs.configure(json_lines=settings.log_json, level=settings.log_level)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    served = serve_metrics(settings, engine)
+    client = await connect(settings, served[0] if served else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor, engine)
-        log.info("worker on %s, task queue %s", settings.temporal_address, settings.task_queue)
-        async with worker:
+        ops = build_ops_worker(client, settings, executor, engine)
+        log.info("worker on %s, task queues %s and %s", settings.temporal_address,
+                 settings.task_queue, settings.ops_task_queue)
+        async with worker, ops:
+            await start_operations(client, settings, engine)
             await stop.wait()
             log.info("stopping: finishing in-flight tasks")
     engine.dispose()

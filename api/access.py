@@ -56,6 +56,8 @@ class Permission(StrEnum):
     INBOX_READ = "inbox.read"
     AUDIT_READ = "audit.read"
     USERS_MANAGE = "users.manage"
+    CHANNELS_MANAGE = "channels.manage"  # notification channels and their deliveries
+    DIGEST_READ = "digest.read"  # work-meeting digests of centres in one's area
 
 
 R = Role
@@ -80,6 +82,8 @@ ROLES: dict[Permission, frozenset[Role]] = {
     Permission.INBOX_READ: frozenset({R.DEPARTMENT, R.COORDINATOR, R.SUPERVISOR, R.AUDITOR}),
     Permission.AUDIT_READ: frozenset({R.AUDITOR}),
     Permission.USERS_MANAGE: frozenset({R.ADMIN}),
+    Permission.CHANNELS_MANAGE: frozenset({R.ADMIN}),
+    Permission.DIGEST_READ: frozenset({R.COORDINATOR, R.SUPERVISOR, R.AUDITOR}),
 }
 
 
@@ -341,3 +345,5 @@ SummonedStaff = Annotated[Principal, Depends(Guard(Permission.SUMMONS_ACT))]
 InboxReader = Annotated[Principal, Depends(Guard(Permission.INBOX_READ))]
 Auditor = Annotated[Principal, Depends(Guard(Permission.AUDIT_READ))]
 Admin = Annotated[Principal, Depends(Guard(Permission.USERS_MANAGE))]
+ChannelAdmin = Annotated[Principal, Depends(Guard(Permission.CHANNELS_MANAGE))]
+DigestReader = Annotated[Principal, Depends(Guard(Permission.DIGEST_READ))]

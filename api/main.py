@@ -19,11 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api import errors, web
+from api import errors, metrics, web
 from api.access import Public
 from api.deps import refuse_nul
-from api.routes import audit, auth, cases, reference, routing, users
+from api.routes import audit, auth, cases, channels, digests, reference, routing, users
 from api.schemas import ERRORS
+from whistle import logs
 from whistle.db import make_engine, migrate
 from whistle.policy import load_policy
 from whistle.settings import Settings, get_settings
@@ -48,7 +49,8 @@ def health(request: Request, _: Public) -> dict[str, str]:
 # Every route of the API, by router: the app serves these, and the route × role test reads
 # them (so a route cannot be served without appearing there).
 ROUTERS: list[APIRouter] = [auth.router, users.router, cases.router, reference.router,
-                            routing.router, audit.router, health_router]
+                            routing.router, audit.router, channels.router, digests.router,
+                            health_router]
 
 
 def route_table() -> dict[tuple[str, str], APIRoute]:
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        if settings.env != "test":  # tests keep pytest's log capture
+            logs.configure(json_lines=settings.log_json, level=settings.log_level)
         migrator = make_engine(settings.database_url)  # no statement timeout for DDL
         try:
             migrate(migrator)
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         v1.include_router(router)
     app.include_router(v1)
     web.install(app)  # the pages at /, /login, /cases, … (not in ROUTERS: no /api/v1)
+    metrics.install(app, settings, API_PREFIX)  # GET /metrics: outside /api/v1, own access
     return app
 
 

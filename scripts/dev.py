@@ -165,11 +165,14 @@ def start_all(args, data: Path, env: dict[str, str], children: list[Child]) -> N
                         "--port", str(args.api_port)], logs / "api.log", env)
     children.append(api)
     base = f"http://127.0.0.1:{args.api_port}"
+    worker_metrics = args.worker_metrics_port
     wait_until(lambda: http_ok(f"{base}/api/v1/health"), api, "API")
     print(f"""
 Whistle is running.
   API docs    {base}/docs
   Temporal UI {ui}
+  Metrics     {base}/metrics (API), http://127.0.0.1:{worker_metrics}/metrics (worker)
+  Digests     {BIN / 'temporal'} schedule list   (one Schedule per centre)
   Logs        {logs}/{{temporal,worker,api}}.log
   Sign in     as a demo user above (password {DEMO_PASSWORD}):
 {SIGN_IN.format(base=base, password=DEMO_PASSWORD)}
@@ -183,8 +186,10 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args()
     args.api_port = int(os.environ.get("WHISTLE_API_PORT", "8000"))
+    args.worker_metrics_port = int(os.environ.get("WHISTLE_WORKER_METRICS_PORT", "9464"))
 
-    check_ports_free([GRPC_PORT, UI_PORT] + ([] if args.only_temporal else [args.api_port]))
+    check_ports_free([GRPC_PORT, UI_PORT] + ([] if args.only_temporal else
+                                             [args.api_port, args.worker_metrics_port]))
     data = args.data_dir.resolve()
     (data / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -197,3 +197,58 @@ class AccessDenial(SQLModel, table=True):
     permission: str = Field(max_length=64)
     case_id: str | None = Field(default=None, index=True, max_length=64)
     reason: str = Field(max_length=500)
+
+
+# --- notification delivery and work-meeting digests ------------------------------------------
+
+
+class NotificationChannel(SQLModel, table=True):
+    """Where one recipient's notifications go: a signed webhook, an email address or the
+    log. `owner` is an outbox recipient (`department:CODE`, `centre:NODE`) or `user:NAME`
+    (that user's department, or their centre when they have none)."""
+
+    __tablename__ = "notification_channel"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(index=True, max_length=128)
+    kind: str = Field(max_length=16)  # webhook | email | log
+    target: str = Field(max_length=500)  # URL, email address, or a logger name
+    secret: str | None = Field(default=None, max_length=200)  # webhook HMAC key
+    active: bool = True
+    created_at: datetime = _ts(nullable=False)
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One message on one channel: attempts, last error, when it got through. The
+    idempotency key is stable per event, so a receiver drops a repeat."""
+
+    __tablename__ = "notification_delivery"
+    __table_args__ = (UniqueConstraint("idempotency_key", "channel_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=64)
+    channel_id: int = Field(index=True)
+    message_id: int | None = Field(default=None, index=True)  # outbox.id
+    digest_id: int | None = Field(default=None, index=True)
+    status: str = Field(index=True, max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _ts(nullable=False)
+    last_attempt_at: datetime | None = _ts()
+    delivered_at: datetime | None = _ts()
+
+
+class DigestRecord(SQLModel, table=True):
+    """A work-meeting digest (工作例会) of one centre's area for one period."""
+
+    __tablename__ = "digest"
+    __table_args__ = (UniqueConstraint("centre", "period_end"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    centre: str = Field(index=True, max_length=64)
+    centre_path: str = Field(max_length=1000)
+    period_start: datetime = _ts(nullable=False)
+    period_end: datetime = _ts(nullable=False, index=True)
+    created_at: datetime = _ts(nullable=False)
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    cases: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

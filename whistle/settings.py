@@ -46,6 +46,68 @@ class Settings(BaseSettings):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)  # a sign-in token's life
     token_max_days: int = Field(default=365, ge=1, le=3650)  # longest API-token life
 
+    # --- operations: logs, metrics, notification delivery, digests (README "Operations") --
+    log_format: Literal["json", "plain"] | None = None  # none: json in production, else plain
+    log_level: str = "INFO"
+    # GET /metrics on the API: with a token, only `Authorization: Bearer <token>`; without
+    # one, only clients on this host (127.0.0.1, ::1).
+    metrics_token: SecretStr | None = None
+    # The worker's Prometheus endpoint (SDK runtime + business gauges); 0 turns it off.
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # The delivery dispatcher (workflows/delivery.py): how long one claim waits for new
+    # outbox rows, and how a failing channel is retried before it is marked failed.
+    delivery_enabled: bool = True
+    # The task queue of delivery and digests (default: WHISTLE_TASK_QUEUE + "-ops").
+    ops_queue: str | None = None
+    delivery_poll_seconds: float = Field(default=5.0, gt=0, le=60)
+    delivery_retry_initial_seconds: float = Field(default=2.0, gt=0)
+    delivery_retry_max_seconds: float = Field(default=300.0, gt=0)
+    delivery_max_attempts: int = Field(default=10, ge=1)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "whistle@localhost"
+    # Work-meeting digests: one Temporal Schedule per centre at these levels (cron in
+    # WHISTLE_TIMEZONE; WHISTLE_DIGEST_INTERVAL_HOURS, when set, replaces the cron).
+    digest_enabled: bool = True
+    digest_cron: str = "0 8 * * 1"  # Mondays 08:00
+    digest_interval_hours: float | None = Field(default=None, gt=0)
+    digest_period_days: int = Field(default=7, ge=1, le=366)
+    digest_levels: Annotated[list[str], NoDecode] = ["city", "county", "town"]
+    # A centre's own cron, as JSON: {"xiaojinkou": "0 9 * * 5"} (the others keep digest_cron)
+    digest_cron_by_centre: dict[str, str] = {}
+
+    @field_validator("metrics_token", "smtp_password", "smtp_username", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose passes `${VAR:-}` as an empty string: that means "not set", never an
+        # empty token that an empty Authorization header would match.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("digest_levels", mode="before")
+    @classmethod
+    def _split_levels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        known = {"city", "county", "town", "village", "grid"}
+        if isinstance(value, list) and not set(value) <= known:
+            raise ValueError(f"levels are {', '.join(sorted(known))}")
+        return value
+
+    @property
+    def ops_task_queue(self) -> str:
+        """Where the dispatcher and the digests run: apart from the cases."""
+        return self.ops_queue or f"{self.task_queue}-ops"
+
+    @property
+    def log_json(self) -> bool:
+        """JSON log lines: the setting, else production."""
+        return self.log_format == "json" if self.log_format else self.env == "production"
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:

@@ -70,6 +70,15 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/audit/cases/{case_id}/timeline"): {"auditor"},
     ("GET", "/api/v1/audit/cases/{case_id}/check"): {"auditor"},
     ("GET", "/api/v1/audit/denials"): {"auditor"},
+    ("GET", "/api/v1/channels"): {"admin"},
+    ("POST", "/api/v1/channels"): {"admin"},
+    ("GET", "/api/v1/channels/{channel_id}"): {"admin"},
+    ("PATCH", "/api/v1/channels/{channel_id}"): {"admin"},
+    ("DELETE", "/api/v1/channels/{channel_id}"): {"admin"},
+    ("GET", "/api/v1/channels/{channel_id}/deliveries"): {"admin"},
+    ("GET", "/api/v1/digests"): {"coordinator", "supervisor", "auditor"},
+    ("GET", "/api/v1/digests/{digest_id}"): {"coordinator", "supervisor", "auditor"},
+    ("GET", "/api/v1/digests/{digest_id}.csv"): {"coordinator", "supervisor", "auditor"},
 }
 PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/token")}
 
@@ -105,7 +114,7 @@ def test_every_route_declares_a_guard_and_is_in_the_matrix():
 
 def _url(path: str, case_id: str) -> str:
     values = {"case_id": case_id, "department": "xjk-petition", "username": "m.coordinator",
-              "token_id": "0123456789ab"}
+              "token_id": "0123456789ab", "channel_id": "1", "digest_id": "1"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 

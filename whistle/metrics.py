@@ -1,0 +1,145 @@
+"""Prometheus metrics: the business gauges (from the read model, computed when scraped and
+cached briefly), the Temporal SDK's runtime metrics re-exported, and the HTTP metrics of
+the API. Each process builds its own registry (`registry(...)`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from whistle.domain import CaseStatus, EventKind, SummonsStatus
+from whistle.models import (
+    CaseEventRecord,
+    CaseRecord,
+    NotificationDelivery,
+    OutboxMessage,
+    SummonsRecord,
+)
+
+log = logging.getLogger("whistle.metrics")
+ESCALATION_DAYS = 7  # escalations per day, for the last this many days (UTC days)
+
+
+class BusinessCollector(Collector):
+    """Open cases by level, overdue summonses by department, escalations per day, and
+    the delivery backlog; one short query each, at most every `cache_seconds`."""
+
+    def __init__(self, engine: Engine | Callable[[], Engine], cache_seconds: float = 15.0
+                 ) -> None:
+        self.engine_of = engine if callable(engine) else (lambda: engine)
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
+                try:
+                    self._cached = (time.monotonic(), self._measure())
+                except Exception:  # a scrape must not fail because the database is down
+                    log.exception("business metrics unavailable")
+                    up = GaugeMetricFamily("whistle_read_model_up",
+                                           "1 when the read model answered the last scrape")
+                    up.add_metric([], 0)
+                    return iter([up])
+            return iter(self._cached[1])
+
+    def _measure(self) -> list[Metric]:
+        open_cases = GaugeMetricFamily("whistle_open_cases", "cases not closed, by level",
+                                       labels=["level"])
+        overdue = GaugeMetricFamily("whistle_overdue_summonses",
+                                    "open summonses past a clock, by department",
+                                    labels=["department"])
+        escalations = GaugeMetricFamily("whistle_escalations",
+                                        "escalation steps taken per UTC day (last 7 days)",
+                                        labels=["day"])
+        pending = GaugeMetricFamily("whistle_notifications_pending",
+                                    "notifications not yet delivered, by state",
+                                    labels=["state"])
+        up = GaugeMetricFamily("whistle_read_model_up",
+                               "1 when the read model answered the last scrape")
+        since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - \
+            timedelta(days=ESCALATION_DAYS - 1)
+        open_statuses = [s.value for s in SummonsStatus if s.is_open]
+        with Session(self.engine_of()) as s:
+            for level, n in s.exec(select(CaseRecord.level, func.count())
+                                   .where(CaseRecord.status != CaseStatus.CLOSED)
+                                   .group_by(col(CaseRecord.level))):
+                open_cases.add_metric([level], n)
+            for dept, n in s.exec(select(SummonsRecord.department, func.count())
+                                  .where(SummonsRecord.overdue == True,  # noqa: E712
+                                         col(SummonsRecord.status).in_(open_statuses))
+                                  .group_by(col(SummonsRecord.department))):
+                overdue.add_metric([dept], n)
+            per_day: dict[str, int] = {(since + timedelta(days=i)).date().isoformat(): 0
+                                       for i in range(ESCALATION_DAYS)}
+            for (at,) in s.exec(select(CaseEventRecord.at).where(  # type: ignore[call-overload]
+                    CaseEventRecord.kind == EventKind.ESCALATED,
+                    col(CaseEventRecord.at) >= since)):
+                day = at.astimezone(UTC).date().isoformat()
+                per_day[day] = per_day.get(day, 0) + 1
+            for day, n in sorted(per_day.items()):
+                escalations.add_metric([day], n)
+            undelivered = s.exec(select(func.count()).select_from(OutboxMessage)
+                                 .where(col(OutboxMessage.delivered_at).is_(None))).one()
+            pending.add_metric(["outbox_undelivered"], undelivered)
+            for status, n in s.exec(select(NotificationDelivery.status, func.count())
+                                    .group_by(col(NotificationDelivery.status))):
+                pending.add_metric([f"delivery_{status}"], n)
+        up.add_metric([], 1)
+        return [open_cases, overdue, escalations, pending, up]
+
+
+class ForwardedCollector(Collector):
+    """Metrics another endpoint on this host serves (the Temporal SDK's Prometheus
+    exporter, bound to a loopback port), re-exported so the worker has one /metrics."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as r:
+                text = r.read().decode()
+        except OSError as e:
+            log.debug("SDK metrics unavailable at %s: %s", self.url, e)
+            return iter(())
+        return text_string_to_metric_families(text)
+
+
+class HttpMetrics:
+    """Request count and latency by method, route template and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("whistle_http_requests", "HTTP requests answered",
+                                ["method", "route", "status"], registry=registry)
+        self.latency = Histogram("whistle_http_request_duration_seconds",
+                                 "time to answer, by route template",
+                                 ["method", "route"], registry=registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+def registry(engine: Engine | Callable[[], Engine], *, sdk_metrics_url: str | None = None
+             ) -> CollectorRegistry:
+    """A registry with the business gauges (and the SDK's metrics, for the worker)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(BusinessCollector(engine))
+    if sdk_metrics_url:
+        reg.register(ForwardedCollector(sdk_metrics_url))
+    return reg
