@@ -1,0 +1,133 @@
+"""What the pages say about engine data: timeline details from the events' structured data
+(localized; what users typed stays as typed), ladder durations, refusal reasons, and the
+early warning (临期预警) marking a summons as about to be overdue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from api.schemas import Page
+from api.web.core import Names, render_template
+from api.web.describe import duration, event_details, ladder_step, refusal_text
+from tests.web.test_templates import CASE_CONTEXT, NAMES, NOW, base, case, summons
+
+TZ = "Asia/Shanghai"
+DUE = "2026-11-26T23:30:04.947501+00:00"  # 2026-11-27 07:30 in Shanghai
+ESCALATED = dict(action="remind", clock="report_in", level="town",
+                 reason=f"report_in missed (due {DUE})")
+
+
+def details(lang: str, kind: str, **data: object) -> list[str]:
+    return event_details(lang, kind, data, NAMES, TZ)
+
+
+def test_engine_reasons_are_localized_and_times_local() -> None:
+    assert details("zh-CN", "escalated", **ESCALATED) == [
+        "报到期限已过（2026-11-27 07:30 到期）", "镇（街）级"]
+    assert details("en", "escalated", **ESCALATED)[0] == \
+        "Report-in deadline missed (due 2026-11-27 07:30)"
+    assert details("zh-CN", "summoned", reason="intake", lead=True)[:2] == [
+        "受理时吹哨（按政策分拨或由综治中心选定）", "牵头部门"]
+    assert details("zh-CN", "clock_warning", clock="report_in", due=DUE) == [
+        "报到期限将于 2026-11-27 07:30 到期"]
+    assert details("en", "clock_warning", clock="sign_off", due=DUE) == [
+        "Sign-off deadline falls due at 2026-11-27 07:30"]
+    assert details("zh-CN", "clock_missed", clock="report_in", due=DUE) == [
+        "报到期限已过（2026-11-27 07:30 到期）"]
+    raised = details("zh-CN", "escalated", action="raise", from_level="town", level="county",
+                     owner="xiaojinkou", reason=f"sign_off missed (due {DUE})")
+    assert raised[1] == "由镇（街）级提至县（区）级，改由小金口街道综治中心负责"
+    assert details("zh-CN", "closed", reason="feedback") == ["反馈后办结"]
+    for lang in ("zh-CN", "en"):
+        text = " ".join(details(lang, "opened", level="town", owner="xiaojinkou",
+                                repeat_of=["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]))
+        assert "2" in text and ("重复纠纷" in text or "Repeat dispute" in text)
+
+
+def test_typed_text_stays_as_typed() -> None:
+    assert details("zh-CN", "summoned", reason="请 intake 部门协助") == ["理由：请 intake 部门协助"]
+    assert details("zh-CN", "escalated", action="raise", reason="双方分歧大，调解不成",
+                   from_level="town", level="county", owner="xiaojinkou")[0] == \
+        "理由：双方分歧大，调解不成"
+    assert details("en", "signed_off", late=True, opinion="同意", actions_taken="核查") == [
+        "Late", "Opinion: 同意", "Actions taken: 核查"]
+    assert details("zh-CN", "fact_added", text="现场核实 <b>") == ["现场核实 <b>"]
+
+
+@pytest.mark.parametrize("hours, zh, en", [
+    (0, "0 分钟", "0 min"), (5 / 3600, "5 秒", "5 s"), (0.5, "30 分钟", "30 min"),
+    (2, "2 小时", "2 h"), (1.5, "1 小时 30 分钟", "1 h 30 min"), (48, "2 天", "2 days"),
+    (74, "3 天 2 小时", "3 days 2 h")])
+def test_durations_read_as_people_say_them(hours: float, zh: str, en: str) -> None:
+    assert duration("zh-CN", hours) == zh and duration("en", hours) == en
+
+
+def test_ladder_steps_count_from_the_step_before() -> None:
+    assert ladder_step("zh-CN", 0, 0) == "超时即执行"
+    assert ladder_step("zh-CN", 1, 48) == "上一步 2 天 后"
+    assert ladder_step("en", 0, 24) == "24 h after the missed deadline"
+    html = render_template("zh-CN", "case.html", **base(case=case(), **CASE_CONTEXT))
+    assert "0.0 小时" not in html and "超时即执行" in html and "上一步 2 天 后" in html
+
+
+def test_refusals_are_translated_and_unknown_codes_kept() -> None:
+    names = Names({"xjk-land-office": "小金口国土所", "xjk-petition": "小金口信访办"},
+                  {"xiaojinkou": "小金口街道"}, {})
+    assert refusal_text("zh-CN", 403, "forbidden", "the case is outside xiaojinkou", names) \
+        == "该案件不在您的辖区（小金口街道）内。"
+    assert refusal_text("zh-CN", 403, "forbidden",
+                        "land.xjk belongs to xjk-land-office, not xjk-petition", names) == \
+        "land.xjk 属于小金口国土所，不属于小金口信访办。"
+    assert refusal_text("zh-CN", 403, "forbidden", "a department may not case.open", names) \
+        == "您的角色（职能部门工作人员）无权进行此操作。" or "无权" in refusal_text(
+            "zh-CN", 403, "forbidden", "a department may not case.open", names)
+    assert refusal_text("zh-CN", 404, "case_not_found", "no case 'abc'", names) == \
+        "没有编号为 abc 的案件。"
+    assert refusal_text("zh-CN", 409, "summonses_open", "summonses still open: x", names) \
+        .startswith("仍有吹哨事项未办结")
+    odd = refusal_text("zh-CN", 409, "brand_new_code", "something new", names)
+    assert "brand_new_code" in odd and "something new" in odd and "操作被拒绝" in odd
+    assert "brand_new_code" in refusal_text("en", 403, "forbidden", "brand_new_code", names)
+
+
+def test_timeline_rows_have_no_engine_text_in_either_language() -> None:
+    timeline = [dict(seq=1, kind="opened", at=NOW, actor="coord", department=None,
+                     data={"level": "town", "owner": "xiaojinkou", "repeat_of": ["aaaa"]}),
+                dict(seq=2, kind="summoned", at=NOW, actor="coord", department="xjk-petition",
+                     data={"reason": "intake", "report_in_due": DUE, "sign_off_due": DUE}),
+                dict(seq=3, kind="clock_warning", at=NOW, actor="system",
+                     department="xjk-petition", data={"clock": "report_in", "due": DUE}),
+                dict(seq=4, kind="escalated", at=NOW, actor="system", department="xjk-petition",
+                     data=ESCALATED)]
+    for lang, words in (("zh-CN", ["受理", "临期预警", "系统", "此前相关案件", "重复纠纷"]),
+                        ("en", ["Case opened", "Deadline warning", "System",
+                                "Earlier related cases", "Repeat dispute"])):
+        html = render_template(lang, "case.html", **base(case=case(timeline=timeline),
+                                                         **CASE_CONTEXT))
+        body = html[html.index('class="timeline"'):]
+        for word in words:
+            assert word in body, (lang, word)
+        for raw in ("+00:00", "report_in missed", ">system<") + (("intake",) if lang == "zh-CN"
+                                                                  else ()):
+            assert raw not in body, (lang, raw)
+        assert 'href="/cases/aaaa"' in body
+
+
+def test_an_early_warning_marks_a_summons_about_to_be_overdue() -> None:
+    far = NOW + timedelta(days=3)
+    item = {**summons(next_due=far, report_in_due=far, overdue=False),
+            "case_id": "0123456789abcdef", "case_title": "甲", "case_category": "land",
+            "case_level": "town"}
+    page = dict(result=Page(items=[item], total=1, limit=25, offset=0),
+                department="xjk-petition", page=1, last_page=1, prev_url=None, next_url=None)
+    html = render_template("zh-CN", "inbox.html", **base(**page))
+    assert '<tr class="ok">' in html  # three days left, no warning yet
+    html = render_template("zh-CN", "inbox.html", **base(
+        **page, warned={("0123456789abcdef", "xjk-petition")}))
+    assert '<tr class="soon">' in html
+    detail = case(summonses=[summons(report_in_due=far, overdue=False)])
+    html = render_template("zh-CN", "case.html", **base(
+        case=detail, **{**CASE_CONTEXT, "warned": {"xjk-petition"}}))
+    assert 'class="badge soon"' in html
