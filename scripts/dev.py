@@ -169,6 +169,7 @@ def start_all(args, data: Path, env: dict[str, str], children: list[Child]) -> N
     wait_until(lambda: http_ok(f"{base}/api/v1/health"), api, "API")
     print(f"""
 Whistle is running.
+  Pages       {base}/login   (中文 by default; English in the header)
   API docs    {base}/docs
   Temporal UI {ui}
   Metrics     {base}/metrics (API), http://127.0.0.1:{worker_metrics}/metrics (worker)
