@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, String, cast, func, or_
 from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
@@ -72,33 +73,36 @@ def repeats(*, session: Session, policy: Policy, intake: CaseIntake, where: Plac
     """重复纠纷: cases opened within the policy's window at the same place, or naming one of
     the same parties, in the intake's town (its county when it sits higher), newest first.
 
-    Parties are matched by name, ignoring spaces; only cases of the area in the window are
-    read, and only their ids, places and parties."""
+    The database does the narrowing: the area (an indexed path prefix), the window, and the
+    place or a party's name appearing in the parties' JSON text. Only those few rows are
+    decoded, to confirm the name is a party's whole name and not part of another."""
     days = policy.spec.repeat_window_days
     if days == 0:
         return []
     area = [n.code for n in where.path if n.level.rank <= Level.TOWN.rank]
     prefix = "/" + "/".join(area) + "/"
-    names = {_name(p.name) for p in intake.parties}
+    names = {p.name for p in intake.parties}
     since = datetime.now(UTC) - timedelta(days=days)
+    text = cast(CaseRecord.parties, String)
+    mentions = [text.contains(form, autoescape=True)
+                for name in names for form in {name, json.dumps(name)[1:-1]}]
     q = (select(CaseRecord.case_id, CaseRecord.location, CaseRecord.parties)
          .where(col(CaseRecord.jurisdiction_path).startswith(prefix),
-                col(CaseRecord.opened_at) >= since)
-         .order_by(col(CaseRecord.opened_at).desc(), col(CaseRecord.case_id)))
+                col(CaseRecord.opened_at) >= since,
+                or_(CaseRecord.location == intake.location, *mentions))
+         .order_by(col(CaseRecord.opened_at).desc(), col(CaseRecord.case_id))
+         .limit(REPEAT_LINKS * 5))
+    itself = case_id_for(intake.external_ref) if intake.external_ref is not None else None
     found = []
     for case_id, location, parties in session.exec(q):
-        if intake.external_ref is not None and case_id == case_id_for(intake.external_ref):
+        if case_id == itself:
             continue
-        if location == intake.location or names & {_name(str(p.get("name", "")))
+        if location == intake.location or names & {str(p.get("name", ""))
                                                     for p in parties or []}:
             found.append(case_id)
             if len(found) == REPEAT_LINKS:
                 break
     return found
-
-
-def _name(name: str) -> str:
-    return "".join(name.split())
 
 
 def _departments(session: Session, policy: Policy, intake: CaseIntake, where: Placement
