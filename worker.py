@@ -137,16 +137,17 @@ def serve_metrics(settings: Settings, engine: Engine
 
 async def main() -> None:
     """Run until SIGTERM or SIGINT, then let in-flight tasks finish."""
+    # First of all, so a stop asked for during start-up is a clean stop, not a kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     settings = get_settings()
     logs.configure(json_lines=settings.log_json, level=settings.log_level)
     engine = make_engine(settings.database_url)
     migrate(engine)
     served = serve_metrics(settings, engine)
     client = await connect(settings, served[0] if served else None)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor, engine)
         ops = build_ops_worker(client, settings, executor, engine)
