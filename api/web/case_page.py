@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.datastructures import FormData
 
 from api import services
@@ -66,7 +66,7 @@ from whistle.domain import (
     TakeOver,
 )
 from whistle.identity import Principal
-from whistle.models import CaseRecord
+from whistle.models import CaseRecord, Department
 from whistle.policy import Policy
 from workflows.case import CaseWorkflow
 
@@ -104,6 +104,7 @@ def show_case(request: Request, session: Session, settings: Any, policy: Policy,
         ladder = []
     taken = {e.data.get("action") for e in detail.timeline if e.kind == "escalated"} | \
         {s.escalation for s in detail.summonses if s.escalation}
+    names = Names.load(session, lang)
     warnings = warned_dues(detail.timeline)
     warned = {s.department for s in detail.summonses
               if was_warned(warnings, "", s.department,
@@ -117,11 +118,26 @@ def show_case(request: Request, session: Session, settings: Any, policy: Policy,
         "audit": may(who, Permission.AUDIT_READ),
     }
     return render(request, "case.html", status_code=status_code, case=detail,
-                  names=Names.load(session, lang), ladder=ladder, taken=taken, can=can,
-                  warned=warned,
+                  names=names, ladder=ladder, taken=taken, can=can, warned=warned,
+                  choices=department_choices(session, row, names),
                   mine=mine, form=form, values=values or {}, errors=errors or {},
                   rejected=rejected, outcome_kinds=list(OutcomeKind),
                   satisfactions=list(Satisfaction))
+
+
+def department_choices(session: Session, row: CaseRecord, names: Names
+                       ) -> list[tuple[str, str]]:
+    """(code, "place · name") of every department for the summon and re-dispatch pickers:
+    the units on the case's own path first (its village, town, county, city: nearest first),
+    then the others by place."""
+    path = [c for c in row.jurisdiction_path.strip("/").split("/") if c]
+    rank = {code: len(path) - i for i, code in enumerate(path)}  # nearest: 1
+
+    def key(d: Department) -> tuple[int, str, str]:
+        return rank.get(d.jurisdiction, len(path) + 1), names.place(d.jurisdiction), d.code
+
+    return [(d.code, f"{names.place(d.jurisdiction)} · {names.department(d.code)}")
+            for d in sorted(session.exec(select(Department)), key=key)]
 
 
 # --- steps ---------------------------------------------------------------------------------

@@ -392,6 +392,8 @@ def span(lang: str, seconds: float) -> str:
         return gettext(lang, "%(days)sd %(hours)sh", days=days, hours=hours)
     if hours:
         return gettext(lang, "%(hours)sh %(minutes)smin", hours=hours, minutes=mins)
+    if mins == 0:
+        return gettext(lang, "under a minute")
     return gettext(lang, "%(minutes)smin", minutes=mins)
 
 

@@ -173,7 +173,7 @@ def event_details(lang: str, kind: str, data: Mapping[str, Any], names: Names, t
             out.append(gettext(lang, "Already at the %(level)s level",
                                level=_level(lang, d["already_at"])))
         elif d.get("level") and d.get("action") != "raise":
-            out.append(gettext(lang, "At the %(level)s level", level=_level(lang, d["level"])))
+            out.append(gettext(lang, "Level: %(level)s", level=_level(lang, d["level"])))
     elif kind == "outcome":
         if d.get("kind"):
             out.append(label(lang, "outcome", d["kind"]))
@@ -193,7 +193,7 @@ def event_details(lang: str, kind: str, data: Mapping[str, Any], names: Names, t
         out.append(d.get("text") or None)
     elif kind == "taken_over":
         if d.get("level"):
-            out.append(gettext(lang, "At the %(level)s level", level=_level(lang, d["level"])))
+            out.append(gettext(lang, "Level: %(level)s", level=_level(lang, d["level"])))
         out.append(_typed(lang, N_("Reason: %(text)s"), d.get("reason")))
     elif kind == "closed":
         if d.get("reason"):

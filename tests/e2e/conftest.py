@@ -33,8 +33,8 @@ from tests.faults.conftest import ApiProcess, DevServer, Procs, Workers, connect
 from whistle.settings import DATA_DIR, Settings
 
 CHROMIUM = Path(os.environ.get("WHISTLE_E2E_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
+CHROMIUM_ARGS = ["--headless", "--lang=zh-CN", "--no-sandbox", "--disable-gpu",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 LOCAL_HOST = "127.0.0.1"

@@ -25,7 +25,7 @@ def details(lang: str, kind: str, **data: object) -> list[str]:
 
 def test_engine_reasons_are_localized_and_times_local() -> None:
     assert details("zh-CN", "escalated", **ESCALATED) == [
-        "报到期限已过（2026-11-27 07:30 到期）", "镇（街）级"]
+        "报到期限已过（2026-11-27 07:30 到期）", "层级：镇（街）级"]
     assert details("en", "escalated", **ESCALATED)[0] == \
         "Report-in deadline missed (due 2026-11-27 07:30)"
     assert details("zh-CN", "summoned", reason="intake", lead=True)[:2] == [
