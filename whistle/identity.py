@@ -214,7 +214,10 @@ def _assign(session: Session, user: AppUser, *, display_name: str, role: Role | 
 
 
 def principal(session: Session, user: AppUser, token_id: str | None = None) -> Principal:
-    node = session.get(Jurisdiction, user.jurisdiction)
+    return _principal(user, session.get(Jurisdiction, user.jurisdiction), token_id)
+
+
+def _principal(user: AppUser, node: Jurisdiction | None, token_id: str | None) -> Principal:
     if node is None:  # reference data lost the node: the user has no area at all
         raise TokenRejected("user_inactive", f"{user.username}'s jurisdiction "
                                              f"{user.jurisdiction!r} no longer exists")
@@ -251,9 +254,15 @@ def issue_token(session: Session, *, secret_key: str, username: str, kind: Token
 
 
 def authenticate(session: Session, *, secret_key: str, token: str) -> Principal:
-    """The principal a bearer token stands for, or TokenRejected saying why not."""
+    """The principal a bearer token stands for, or TokenRejected saying why not. Every
+    request comes through here: the token, its user and the user's node are one query."""
     m = TOKEN.match(token)
-    row = session.get(ApiToken, m.group(1)) if m else None
+    found = session.exec(
+        select(ApiToken, AppUser, Jurisdiction)
+        .join(AppUser, col(AppUser.username) == col(ApiToken.username), isouter=True)
+        .join(Jurisdiction, col(Jurisdiction.code) == col(AppUser.jurisdiction), isouter=True)
+        .where(ApiToken.id == m.group(1))).first() if m else None
+    row, user, node = found if found is not None else (None, None, None)
     # Compare even when the row is missing, so timing does not tell ids apart.
     expected = row.secret_hash if row is not None else _digest(secret_key, "")
     if not hmac.compare_digest(expected, _digest(secret_key, token)) or row is None:
@@ -263,26 +272,26 @@ def authenticate(session: Session, *, secret_key: str, token: str) -> Principal:
         raise TokenRejected("token_revoked", "the token was revoked")
     if row.expires_at <= at:
         raise TokenRejected("token_expired", "the token has expired; sign in again")
-    user = session.get(AppUser, row.username)
     if user is None or not user.active:
         raise TokenRejected("user_inactive", "the account is deactivated")
-    token_id = row.id
+    who = _principal(user, node, row.id)  # before the touch's commit expires the rows
     if row.last_used_at is None or at - row.last_used_at > _TOUCH_EVERY:
         _touch(session, row, at)
-    return principal(session, user, token_id)
+    return who
 
 
 def _touch(session: Session, row: ApiToken, at: datetime) -> None:
     """Record when a token was last used. Only a hint for its owner, so best effort: when
     the database cannot take writes (SQLite locked, a connection lost) the request goes on
     as a read instead of failing on it."""
+    token_id = row.id
     row.last_used_at = at
     session.add(row)
     try:
         session.commit()
     except OperationalError as e:
         session.rollback()
-        log.warning("token %s: last use not recorded (%s)", row.id, e.orig or e)
+        log.warning("token %s: last use not recorded (%s)", token_id, e.orig or e)
 
 
 def revoke(session: Session, token_id: str) -> ApiToken | None:
