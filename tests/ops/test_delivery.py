@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -14,13 +15,15 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import notify
+from tests.conftest import _binary
 from tests.helpers import case_state, start_case
 from tests.ops.conftest import Mailbox, Receiver
-from whistle import identity
+from whistle import identity, search_attributes
 from whistle.channels import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -43,6 +46,20 @@ from workflows.delivery import (
 )
 
 DEPT = "xjk-petition"
+
+
+@pytest.fixture(scope="module")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own, shut down after it. With the shared
+    session server, a run of these tests on PostgreSQL left it unable to skip time (the
+    case workflow tests after it then waited in real time and failed): whatever a delivery
+    test leaves behind goes with its own server."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter)
+    await search_attributes.register(env.client)
+    yield env
+    await env.shutdown()
 FAST = DeliveryConfig(poll_seconds=1, retry_initial_seconds=0.2, retry_max_seconds=1,
                       max_attempts=5, stop_when_idle=True)
 
