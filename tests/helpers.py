@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client, WorkflowHandle
@@ -136,3 +137,16 @@ class TestUsers:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def write_policy(path: Path, report_in_seconds: dict[str, float], tag: str = "test") -> Path:
+    """The sample policy with short report-in clocks for some categories (seconds), whose
+    missed clock takes one ladder step (a reminder to the department) and stops there: a
+    clock case ends with opened, summoned, (clock_warning,) clock_missed, escalated."""
+    doc = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    doc["version"] = f"{doc['version']}+{tag}"
+    for category, seconds in report_in_seconds.items():
+        doc["categories"][category].update(
+            report_in_hours=seconds / 3600, ladder=[{"action": "remind", "after_hours": 0}])
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path

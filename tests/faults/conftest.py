@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
@@ -35,10 +34,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from api.main import create_app
+from tests import helpers
 from tests.conftest import _binary, empty_read_model, prepare_read_model
 from tests.helpers import TestUsers
 from whistle.search_attributes import dev_server_args
-from whistle.settings import DATA_DIR, PROJECT_ROOT, Settings
+from whistle.settings import PROJECT_ROOT, Settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,16 +68,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def write_policy(path: Path, report_in_seconds: dict[str, float]) -> Path:
-    """The sample policy with short report-in clocks for some categories (seconds), whose
-    missed clock takes one ladder step (a reminder) and stops there: a clock case ends
-    with opened, summoned, clock_missed, escalated."""
-    doc = yaml.safe_load((DATA_DIR / "policy.yaml").read_text(encoding="utf-8"))
-    doc["version"] = f"{doc['version']}+faults"
-    for category, seconds in report_in_seconds.items():
-        doc["categories"][category].update(
-            report_in_hours=seconds / 3600, ladder=[{"action": "remind", "after_hours": 0}])
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    return helpers.write_policy(path, report_in_seconds, tag="faults")
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
+from tests import helpers
 from tests.conftest import prepare_read_model
 from whistle.db import make_engine
-from whistle.settings import DATA_DIR, Settings
+from whistle.settings import Settings
 
 
 def free_port() -> int:
@@ -34,15 +34,7 @@ def free_port() -> int:
 
 
 def write_policy(path: Path, report_in_seconds: dict[str, float]) -> Path:
-    """The sample policy with a short report-in clock for some categories, whose missed
-    clock takes one ladder step (a reminder to the department) and stops there."""
-    doc = yaml.safe_load((DATA_DIR / "policy.yaml").read_text(encoding="utf-8"))
-    doc["version"] = f"{doc['version']}+ops"
-    for category, seconds in report_in_seconds.items():
-        doc["categories"][category].update(
-            report_in_hours=seconds / 3600, ladder=[{"action": "remind", "after_hours": 0}])
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    return helpers.write_policy(path, report_in_seconds, tag="ops")
 
 
 @pytest.fixture

@@ -4,39 +4,23 @@ languages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from sqlmodel import Session
 
-from api.main import create_app
 from api.web.core import Names, render_template
 from api.web.dashboard import PeriodChoice, charts, rate_text
 from tests.test_kpi import case, summons
 from tests.web.conftest import Site
-from whistle.db import make_engine
 from whistle.domain import Role
 from whistle.kpi import Kpis, OverdueSummons, Period, Rate, Rates
-from whistle.settings import Settings
 
 NOW = datetime.now(UTC)
 H = timedelta(hours=1)
 JIULONG = "/huizhou/huicheng/xiaojinkou/jiulong/"
 DALIANG = "/huizhou/huicheng/ruhu/daliang/"
-
-
-@pytest.fixture
-async def site(settings: Settings) -> AsyncIterator[Site]:
-    """The app without a case engine: the dashboard reads the read model only."""
-    app = create_app(settings, client=object())  # type: ignore[arg-type]
-    engine = make_engine(settings.database_url)
-    async with app.router.lifespan_context(app):
-        made = Site(app, settings, engine)
-        yield made
-        await made.close()
-    engine.dispose()
 
 
 @pytest.fixture
