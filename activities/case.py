@@ -4,16 +4,18 @@ once however often it runs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Insert, Table, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from whistle.db import session_scope
 from whistle.domain import (
     CASE_LABELS_ZH,
     ActivityName,
@@ -83,48 +85,60 @@ class CaseActivities:
     @activity.defn(name=ActivityName.PROJECT_CASE)
     def project_case(self, p: Projection) -> int:
         """Write the case snapshot, its new timeline events and their notifications in one
-        transaction; events already written are skipped. Returns the events written."""
-        with session_scope(self.engine) as session:
-            written = _write_events(session, p.state.case_id, p.events,
-                                    self._break_idempotency)
-            _write_outbox(session, p.state.case_id, p.events, p.notifications)
-            seq = max(e.seq for e in p.events)
-            _write_case(session, p.state, seq)
+        transaction; events already written are skipped. Returns the events written.
+
+        Core SQL, not the ORM: this runs once per step of every case, and the unit of work
+        (a SELECT and an UPDATE per summons through `merge`) was a third of the worker's
+        CPU. Each table is one or two statements whatever the case's size."""
+        with self.engine.begin() as conn:
+            written = _write_events(conn, p.state.case_id, p.events, self._break_idempotency)
+            _write_outbox(conn, p.state.case_id, p.events, p.notifications)
+            _write_case(conn, p.state, max(e.seq for e in p.events))
         return written
 
 
-def _write_events(session: Session, case_id: str, events: list[CaseEvent],
+_EVENTS = CaseEventRecord.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_CASES = CaseRecord.__table__  # type: ignore[attr-defined]
+_SUMMONSES = SummonsRecord.__table__  # type: ignore[attr-defined]
+_SUMMONS_KEY = ("case_id", "department", "round")
+
+
+def _write_events(conn: Connection, case_id: str, events: list[CaseEvent],
                   break_idempotency: bool = False) -> int:
-    have = set(session.exec(select(CaseEventRecord.seq).where(
-        CaseEventRecord.case_id == case_id,
-        CaseEventRecord.seq.in_([e.seq for e in events]),  # type: ignore[attr-defined]
-    )))
+    have = set(conn.execute(select(_EVENTS.c.seq).where(
+        _EVENTS.c.case_id == case_id, _EVENTS.c.seq.in_([e.seq for e in events]))).scalars())
     new = [e for e in events if e.seq not in have]
     if break_idempotency and have:  # TEST-ONLY bug (see TEST_BREAK_IDEMPOTENCY)
-        top = session.exec(select(func.max(CaseEventRecord.seq))
-                           .where(CaseEventRecord.case_id == case_id)).one()
+        top = conn.execute(select(func.max(_EVENTS.c.seq))
+                           .where(_EVENTS.c.case_id == case_id)).scalar_one()
         new = [e.model_copy(update={"seq": top + i}) for i, e in enumerate(events, start=1)]
-    for e in new:
-        session.add(CaseEventRecord(case_id=case_id, **e.model_dump(mode="json", exclude={"at"}),
-                                    at=e.at))
+    if new:
+        conn.execute(insert(_EVENTS), [
+            {"case_id": case_id, **e.model_dump(mode="json", exclude={"at"}), "at": e.at}
+            for e in new])
     return len(new)
 
 
-def _write_outbox(session: Session, case_id: str, events: list[CaseEvent],
+def _write_outbox(conn: Connection, case_id: str, events: list[CaseEvent],
                   notes: list[Notification]) -> None:
+    if not notes:
+        return
     by_seq = {e.seq: e for e in events}
-    have = set(session.exec(select(OutboxMessage.seq, OutboxMessage.recipient).where(
-        OutboxMessage.case_id == case_id,
-        OutboxMessage.seq.in_([n.seq for n in notes]),  # type: ignore[attr-defined]
-    )))
+    have = set(conn.execute(select(_OUTBOX.c.seq, _OUTBOX.c.recipient).where(
+        _OUTBOX.c.case_id == case_id, _OUTBOX.c.seq.in_([n.seq for n in notes]))).tuples())
     now = datetime.now(UTC)
+    rows = []
     for n in notes:
         if (n.seq, n.recipient) in have or n.seq not in by_seq:
             continue
         have.add((n.seq, n.recipient))  # one message per recipient, even if listed twice
         e = by_seq[n.seq]
-        session.add(OutboxMessage(case_id=case_id, seq=n.seq, recipient=n.recipient,
-                                  kind=e.kind, text=_render(case_id, e), created_at=now))
+        rows.append({"case_id": case_id, "seq": n.seq, "recipient": n.recipient,
+                     "kind": e.kind, "text": _render(case_id, e), "created_at": now,
+                     "delivered_at": None})
+    if rows:
+        conn.execute(insert(_OUTBOX), rows)
 
 
 def _render(case_id: str, e: CaseEvent) -> str:
@@ -134,17 +148,32 @@ def _render(case_id: str, e: CaseEvent) -> str:
     return f"案件 {case_id}：{label}{who} {detail}".strip()
 
 
-def _write_case(session: Session, s: CaseState, seq: int) -> None:
-    row = session.get(CaseRecord, s.case_id)
-    if row is not None and row.last_seq >= seq:
+def _write_case(conn: Connection, s: CaseState, seq: int) -> None:
+    written = conn.execute(select(_CASES.c.last_seq)
+                           .where(_CASES.c.case_id == s.case_id)).scalar_one_or_none()
+    if written is not None and written >= seq:
         return  # an older snapshot than the one written already (a retried attempt)
-    values = case_row(s, seq)
-    if row is None:
-        session.add(CaseRecord(case_id=s.case_id, updated_at=datetime.now(UTC), **values))
+    values = {**case_row(s, seq), "updated_at": datetime.now(UTC)}
+    if written is None:
+        conn.execute(insert(_CASES).values(case_id=s.case_id, **values))
     else:
-        for k, v in values.items():
-            setattr(row, k, v)
-        row.updated_at = datetime.now(UTC)
-    for x in s.summonses:
-        session.merge(SummonsRecord(case_id=s.case_id, department=x.department, round=x.round,
-                                    **summons_row(x)))
+        conn.execute(update(_CASES).where(_CASES.c.case_id == s.case_id).values(**values))
+    if s.summonses:
+        rows = [{"case_id": s.case_id, "department": x.department, "round": x.round,
+                 **summons_row(x)} for x in s.summonses]
+        conn.execute(_upsert(conn, _SUMMONSES, _SUMMONS_KEY, rows[0].keys()), rows)
+
+
+def _upsert(conn: Connection, table: Table, key: tuple[str, ...], columns: Iterable[str]
+            ) -> Insert:
+    """INSERT … ON CONFLICT (key) DO UPDATE of `columns` on SQLite or PostgreSQL."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt: Any = pg_insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(table)
+    else:  # pragma: no cover - the settings accept only these two
+        raise RuntimeError(f"no upsert for the {dialect} dialect")
+    return stmt.on_conflict_do_update(
+        index_elements=list(key),
+        set_={c: stmt.excluded[c] for c in columns if c not in key})
