@@ -18,7 +18,8 @@ from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.case import CaseActivities
 from activities.notify import NotifyActivities
@@ -56,6 +57,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         max_cached_workflows=1000,
+        workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox
+        else UnsandboxedWorkflowRunner(),
     )
 
 

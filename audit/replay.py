@@ -72,7 +72,21 @@ def verdict(history: WorkflowHistory, run: int, failure: Exception | None) -> Ve
         reason = f"replay failed: {reason}"
     found = _EVENT_ID.search(reason)
     event_id = int(found.group(1) or found.group(2)) if found else None
+    if event_id is None and (local := _LOCAL_ACTIVITY.search(reason)):
+        event_id = _local_activity_marker(history, int(local.group(1)))
     return Verdict(**base, deterministic=False, event_id=event_id, reason=reason)
+
+
+# Core names a local activity it cannot match by its sequence number, not by an event.
+_LOCAL_ACTIVITY = re.compile(r"LocalActivity\((\d+)\)")
+
+
+def _local_activity_marker(history: WorkflowHistory, n: int) -> int | None:
+    """The event of the n-th local activity of the run: its marker in history."""
+    markers = [e.event_id for e in history.events
+               if e.HasField("marker_recorded_event_attributes")
+               and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    return markers[n - 1] if 0 < n <= len(markers) else None
 
 
 def _unescape(quoted: str) -> str:
@@ -87,11 +101,11 @@ class CaseReplayer:
     in history, and code that keeps the sandbox's rules issues the same commands in or out
     of it. The sandbox guards the *writing* of workflow code: it refuses clocks, randomness
     and I/O in a workflow and isolates module state by re-importing the workflow's modules
-    for every run (most of the cost of a sandboxed replay). The worker runs CaseWorkflow
+    for every run (most of the cost of a sandboxed replay). The test suite runs CaseWorkflow
     sandboxed and tests/replay replays every committed history in the sandbox, so code that
-    breaks those rules fails there, before it is deployed for the audit to run; CaseWorkflow
-    keeps no module state. `sandboxed=True` replays as the worker runs, at about twice the
-    cost."""
+    breaks those rules fails there, before it is deployed for the worker (unsandboxed by
+    default, WHISTLE_WORKFLOW_SANDBOX) or the audit to run; CaseWorkflow keeps no module
+    state. `sandboxed=True` replays in the sandbox, at about twice the cost."""
 
     def __init__(self, workflows: Sequence[type] = (CaseWorkflow,), *,
                  sandboxed: bool = False) -> None:

@@ -1,6 +1,7 @@
 """The floor's worker process: FloorCase and its one activity (a row into SQLite per step),
 configured like Whistle's worker (poller autoscaling, 1,000 cached workflows, a thread
-pool of 16 for sync activities, the sandbox on), so the difference is Whistle's own work.
+pool of 16 for sync activities, the workflow sandbox as WHISTLE_WORKFLOW_SANDBOX says, off
+by default as in worker.py), so the difference is Whistle's own work.
 
     python bench/floor_worker.py TEMPORAL_ADDRESS SQLITE_FILE
 """
@@ -18,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from floor_wf import RECORD, TASK_QUEUE, FloorCase, Row
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 _local = threading.local()
 DB_FILE = ""
+SANDBOX = os.environ.get("WHISTLE_WORKFLOW_SANDBOX", "false").lower() in ("1", "true", "yes")
 
 
 def _conn() -> sqlite3.Connection:
@@ -54,7 +57,9 @@ async def main(address: str) -> None:
                           activities=[record], activity_executor=executor,
                           workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
                           activity_task_poller_behavior=PollerBehaviorAutoscaling(),
-                          max_cached_workflows=1000):
+                          max_cached_workflows=1000,
+                          workflow_runner=SandboxedWorkflowRunner() if SANDBOX
+                          else UnsandboxedWorkflowRunner()):
             print("ready", flush=True)
             await stop.wait()
 

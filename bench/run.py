@@ -1000,7 +1000,9 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": model,
             "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "temporalio": temporalio.__version__,
-            "dbos": dbos_version, "sqlite_python": __import__("sqlite3").sqlite_version}
+            "dbos": dbos_version, "sqlite_python": __import__("sqlite3").sqlite_version,
+            # worker.py and floor_worker.py read the same variable (default off)
+            "workflow_sandbox": os.environ.get("WHISTLE_WORKFLOW_SANDBOX", "false")}
 
 
 def ratios(res: dict[str, Any]) -> dict[str, Any]:
@@ -1115,7 +1117,8 @@ def markdown(res: dict[str, Any]) -> str:
     """The figures of a results file as the tables in bench/README.md."""
     m = res["machine"]
     lines = [f"Run {res['stamp']}: {m['nproc']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, "
-             f"Python {m['python']}, temporalio {m['temporalio']}, dbos {m['dbos']}; load "
+             f"Python {m['python']}, temporalio {m['temporalio']}, dbos {m['dbos']}, workflow "
+             f"sandbox {m.get('workflow_sandbox', 'on')} (both workers); load "
              f"average {res['load_start']} at the start, {res.get('load_end')} at the end; "
              f"{res['wall_s']:.0f} s in all.", "",
              "| run | clients | cases | cases/s | open p50/p95/p99 ms | sign-off p50/p95/p99 ms "

@@ -30,6 +30,12 @@ from worker import build_worker
 
 BIN = Path(sys.executable).parent
 
+# Every workflow the suite runs in this process (and in the browser test's stack) runs in
+# the Temporal sandbox, so workflow code that reads a clock, draws randomness or does I/O
+# fails here; the production worker runs without it (WHISTLE_WORKFLOW_SANDBOX, settings.py).
+# The fault suite's workers run as production does (tests/faults/conftest.py).
+os.environ.setdefault("WHISTLE_WORKFLOW_SANDBOX", "true")
+
 
 def _binary(name: str) -> str:
     path = shutil.which(name) or str(BIN / name)

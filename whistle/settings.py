@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     # GET /metrics on the API: with a token, only `Authorization: Bearer <token>`; without
     # one, only clients on this host (127.0.0.1, ::1).
     metrics_token: SecretStr | None = None
+    # Run case workflows inside the Temporal workflow sandbox. The sandbox re-imports the
+    # workflow module for every case run and wraps every activation and payload in it:
+    # about a third of the worker's CPU (bench/README.md). The test suite runs every
+    # workflow sandboxed (tests/conftest.py turns this on), so a forbidden call (a clock,
+    # randomness, I/O) in workflow code fails CI; the worker trusts that and runs without.
+    workflow_sandbox: bool = False
     # The worker's Prometheus endpoint (SDK runtime + business gauges); 0 turns it off.
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -67,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
 # the case just waits (nothing a user submitted is lost, it is in history already).
 _IO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 _IO_TIMEOUT = timedelta(seconds=30)
+T = TypeVar("T")
 
 
 class StepRejected(ApplicationError):
@@ -88,6 +90,7 @@ class CaseWorkflow:
         self._summoning: set[str] = set()  # departments being summoned by a running handler
         self._upserted: dict[str, object] = {}
         self._warn = False  # early warnings (预警): only in runs started by code that has them
+        self._local_reads = False  # policy and deadlines as local activities (see _read)
 
     # --- the main loop --------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class CaseWorkflow:
         # Decided once per run, at its start: histories recorded before early warnings
         # replay without them (no marker), every run started since has them.
         self._warn = workflow.patched(CLOCK_WARNINGS)
+        self._local_reads = workflow.patched(LOCAL_READS)
         if self.s.opened_at is None:
             await self._open()
         while self.s.status != CaseStatus.CLOSED:
@@ -120,13 +124,22 @@ class CaseWorkflow:
             await workflow.wait_condition(idle)
 
     async def _load_policy(self) -> CasePolicy:
+        return await self._read(ActivityName.LOAD_POLICY, self.s.start.intake.category,
+                                CasePolicy)
+
+    async def _read(self, name: str, arg: object, result_type: type[T]) -> T:
+        """Read the policy or plan deadlines: small reads of local files, each needed before
+        the step can go on. Runs started since the `local-reads` patch run them as local
+        activities (in the worker, inside the workflow task, recorded as one marker): an
+        activity task of their own cost the server and the worker a round trip and a
+        workflow task each, three per case. Older runs replay as they were recorded."""
+        if self._local_reads:
+            return await workflow.execute_local_activity(
+                name, arg, result_type=result_type, start_to_close_timeout=_IO_TIMEOUT,
+                retry_policy=_IO_RETRY)
         return await workflow.execute_activity(
-            ActivityName.LOAD_POLICY,
-            self.s.start.intake.category,
-            result_type=CasePolicy,
-            start_to_close_timeout=_IO_TIMEOUT,
-            retry_policy=_IO_RETRY,
-        )
+            name, arg, result_type=result_type, start_to_close_timeout=_IO_TIMEOUT,
+            retry_policy=_IO_RETRY)
 
     async def _open(self) -> None:
         self.s.policy = await self._load_policy()
@@ -658,13 +671,9 @@ class CaseWorkflow:
             self._notify(seq, f"department:{d.code}")
 
     async def _deadlines(self, start: datetime, clocks: list[ClockSpec]) -> list[datetime]:
-        return await workflow.execute_activity(
-            ActivityName.PLAN_DEADLINES,
-            DeadlineRequest(start=start, clocks=clocks),
-            result_type=list[datetime],
-            start_to_close_timeout=_IO_TIMEOUT,
-            retry_policy=_IO_RETRY,
-        )
+        return await self._read(ActivityName.PLAN_DEADLINES,
+                                DeadlineRequest(start=start, clocks=clocks),
+                                list[datetime])  # type: ignore[arg-type]
 
     def _close(self, reason: CloseReason, actor: str, **data: object) -> None:
         self.s.status = CaseStatus.CLOSED
@@ -734,6 +743,7 @@ _SA_UPDATE: dict[str, Callable[[object], object]] = {
 
 
 CLOCK_WARNINGS = "clock-warnings"  # the patch id of early warnings
+LOCAL_READS = "local-reads"  # the patch id of policy and deadlines as local activities
 
 _USUAL_RECIPIENTS = {
     LadderAction.REMIND: [Recipient.DEPARTMENT],

@@ -56,10 +56,12 @@ async def closed_case(client: Client, w: Worker, engine: Engine) -> WorkflowHand
     return h
 
 
-async def first_activity(client: Client, wid: str) -> int:
+async def policy_read(client: Client, wid: str) -> int:
+    """The event of the case's first read: the policy, a local activity's marker."""
     history = await client.get_workflow_handle(wid).fetch_history()
     return next(e.event_id for e in history.events
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+                if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+                and e.marker_recorded_event_attributes.marker_name == "core_local_activity")
 
 
 def case_id(h: WorkflowHandle) -> str:
@@ -107,7 +109,7 @@ async def test_bulk_audit_fails_on_a_tampered_row_and_on_a_divergence(dev_env, s
     report = await audit_query(dev_env.client, engine, query, replayer=careless)
     assert (report.summary.diverged, report.summary.deterministic) == (2, 0)
     for c in report.cases:  # where the careless code starts a timer, history has load_policy
-        assert c.replay[0].event_id == await first_activity(dev_env.client, c.workflow_id)
+        assert c.replay[0].event_id == await policy_read(dev_env.client, c.workflow_id)
 
     code, out, err = await whistle_audit(dev_env, settings, "bulk", "--query", query, "--json")
     assert code == 1 and err == ""  # no progress bar when not on a terminal

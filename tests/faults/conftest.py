@@ -301,6 +301,7 @@ class Workers:
             "WHISTLE_TASK_QUEUE": self.settings.task_queue,
             "WHISTLE_POLICY_FILE": str(self.settings.policy_file),
             "WHISTLE_LOG_LEVEL": "WARNING",
+            "WHISTLE_WORKFLOW_SANDBOX": "false",  # as in production: the faults hit that
             **extra,
         }
 

@@ -3,6 +3,7 @@ stable code and no trace in history, return and re-dispatch, outcomes, feedback.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.client import WorkflowHandle, WorkflowUpdateStage
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -283,16 +285,20 @@ async def test_refused_step_has_its_code_and_leaves_no_trace(
         assert (await state(h)).events[-1].kind != EventKind.CLOSED
 
 
-async def test_summons_in_flight_counts_as_summoned_and_open(
+async def test_steps_sent_while_a_summons_is_planned(
         time_env: WorkflowEnvironment, engine: Engine, cases: Cases) -> None:
-    """While a summon_more is still planning its deadlines (held here), the department
-    is already summoned for the validators: no second summons, no outcome yet."""
+    """While a summon_more is planning its deadlines (held here), the same summons sent
+    again and an outcome are refused once they are looked at (already_summoned,
+    summonses_open), never a second summons. Planning runs as a local activity, inside
+    the workflow task of the step, so the steps sent meanwhile wait for that task: none
+    of them is accepted before planning returns."""
     acts = CaseActivities(engine, POLICY)
-    planning = threading.Event()
+    planning, started = threading.Event(), threading.Event()
     planning.set()
 
     @activity.defn(name=ActivityName.PLAN_DEADLINES)
     def plan_deadlines(req: DeadlineRequest) -> list[datetime]:
+        started.set()
         planning.wait(30)
         return acts.plan_deadlines(req)
 
@@ -300,19 +306,32 @@ async def test_summons_in_flight_counts_as_summoned_and_open(
         h = await cases.start(worker, [POLICE])
         await settle_all(h, POLICE)
         planning.clear()
+        started.clear()
+        more = SummonMore(actor=COORDINATOR, departments=refs(engine, LAND))
+        accepted_before = await _accepted(h)
         try:
-            first = await h.start_update(
-                CaseWorkflow.summon_more,
-                SummonMore(actor=COORDINATOR, departments=refs(engine, LAND)),
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED)
-            assert await rejected(h, CaseWorkflow.summon_more, SummonMore(
-                actor=COORDINATOR, departments=refs(engine, LAND))) == "already_summoned"
-            assert await rejected(h, CaseWorkflow.record_outcome, _outcome()) == "summonses_open"
+            first = asyncio.create_task(h.execute_update(CaseWorkflow.summon_more, more))
+            assert await asyncio.to_thread(started.wait, 30)
+            again = asyncio.create_task(h.execute_update(CaseWorkflow.summon_more, more))
+            outcome = asyncio.create_task(h.execute_update(CaseWorkflow.record_outcome,
+                                                           _outcome()))
+            await asyncio.sleep(0.5)
+            assert await _accepted(h) == accepted_before  # not even the first one yet
         finally:
             planning.set()
-        await first.result()
+        await first
+        for task, code in ((again, "already_summoned"), (outcome, "summonses_open")):
+            with pytest.raises(WorkflowUpdateFailedError) as info:
+                await task
+            assert isinstance(info.value.cause, ApplicationError)
+            assert info.value.cause.type == code
         s = await state(h)
         assert [x.department for x in s.summonses] == [POLICE, LAND]
+
+
+async def _accepted(h: WorkflowHandle) -> int:
+    return sum(e.HasField("workflow_execution_update_accepted_event_attributes")
+               for e in (await h.fetch_history()).events)
 
 
 async def test_steps_on_a_closed_case(
