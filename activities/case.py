@@ -4,12 +4,12 @@ once however often it runs."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Table, func, insert, select, update
+from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -103,18 +103,29 @@ _CASES = CaseRecord.__table__  # type: ignore[attr-defined]
 _SUMMONSES = SummonsRecord.__table__  # type: ignore[attr-defined]
 _SUMMONS_KEY = ("case_id", "department", "round")
 
+# The statements are built once: building one (and its cache key) per call cost more than
+# running it. Values go in as parameters; an UPDATE without .values() sets the columns its
+# parameters name.
+_EVENTS_HAVE = select(_EVENTS.c.seq).where(
+    _EVENTS.c.case_id == bindparam("cid"), _EVENTS.c.seq.in_(bindparam("seqs", expanding=True)))
+_EVENTS_TOP = select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.case_id == bindparam("cid"))
+_OUTBOX_HAVE = select(_OUTBOX.c.seq, _OUTBOX.c.recipient).where(
+    _OUTBOX.c.case_id == bindparam("cid"), _OUTBOX.c.seq.in_(bindparam("seqs", expanding=True)))
+_CASE_SEQ = select(_CASES.c.last_seq).where(_CASES.c.case_id == bindparam("cid"))
+_CASE_UPDATE = update(_CASES).where(_CASES.c.case_id == bindparam("cid"))
+_INSERT = {t.name: insert(t) for t in (_EVENTS, _OUTBOX, _CASES)}
+
 
 def _write_events(conn: Connection, case_id: str, events: list[CaseEvent],
                   break_idempotency: bool = False) -> int:
-    have = set(conn.execute(select(_EVENTS.c.seq).where(
-        _EVENTS.c.case_id == case_id, _EVENTS.c.seq.in_([e.seq for e in events]))).scalars())
+    have = set(conn.execute(_EVENTS_HAVE, {"cid": case_id, "seqs": [e.seq for e in events]})
+               .scalars())
     new = [e for e in events if e.seq not in have]
     if break_idempotency and have:  # TEST-ONLY bug (see TEST_BREAK_IDEMPOTENCY)
-        top = conn.execute(select(func.max(_EVENTS.c.seq))
-                           .where(_EVENTS.c.case_id == case_id)).scalar_one()
+        top = conn.execute(_EVENTS_TOP, {"cid": case_id}).scalar_one()
         new = [e.model_copy(update={"seq": top + i}) for i, e in enumerate(events, start=1)]
     if new:
-        conn.execute(insert(_EVENTS), [
+        conn.execute(_INSERT[_EVENTS.name], [
             {"case_id": case_id, **e.model_dump(mode="json", exclude={"at"}), "at": e.at}
             for e in new])
     return len(new)
@@ -125,8 +136,8 @@ def _write_outbox(conn: Connection, case_id: str, events: list[CaseEvent],
     if not notes:
         return
     by_seq = {e.seq: e for e in events}
-    have = set(conn.execute(select(_OUTBOX.c.seq, _OUTBOX.c.recipient).where(
-        _OUTBOX.c.case_id == case_id, _OUTBOX.c.seq.in_([n.seq for n in notes]))).tuples())
+    have = set(conn.execute(_OUTBOX_HAVE, {"cid": case_id, "seqs": [n.seq for n in notes]})
+               .tuples())
     now = datetime.now(UTC)
     rows = []
     for n in notes:
@@ -138,7 +149,7 @@ def _write_outbox(conn: Connection, case_id: str, events: list[CaseEvent],
                      "kind": e.kind, "text": _render(case_id, e), "created_at": now,
                      "delivered_at": None})
     if rows:
-        conn.execute(insert(_OUTBOX), rows)
+        conn.execute(_INSERT[_OUTBOX.name], rows)
 
 
 def _render(case_id: str, e: CaseEvent) -> str:
@@ -149,31 +160,31 @@ def _render(case_id: str, e: CaseEvent) -> str:
 
 
 def _write_case(conn: Connection, s: CaseState, seq: int) -> None:
-    written = conn.execute(select(_CASES.c.last_seq)
-                           .where(_CASES.c.case_id == s.case_id)).scalar_one_or_none()
+    written = conn.execute(_CASE_SEQ, {"cid": s.case_id}).scalar_one_or_none()
     if written is not None and written >= seq:
         return  # an older snapshot than the one written already (a retried attempt)
     values = {**case_row(s, seq), "updated_at": datetime.now(UTC)}
     if written is None:
-        conn.execute(insert(_CASES).values(case_id=s.case_id, **values))
+        conn.execute(_INSERT[_CASES.name], {"case_id": s.case_id, **values})
     else:
-        conn.execute(update(_CASES).where(_CASES.c.case_id == s.case_id).values(**values))
+        conn.execute(_CASE_UPDATE, {"cid": s.case_id, **values})
     if s.summonses:
         rows = [{"case_id": s.case_id, "department": x.department, "round": x.round,
                  **summons_row(x)} for x in s.summonses]
-        conn.execute(_upsert(conn, _SUMMONSES, _SUMMONS_KEY, rows[0].keys()), rows)
+        conn.execute(_summons_upsert(conn.dialect.name), rows)
 
 
-def _upsert(conn: Connection, table: Table, key: tuple[str, ...], columns: Iterable[str]
-            ) -> Insert:
-    """INSERT … ON CONFLICT (key) DO UPDATE of `columns` on SQLite or PostgreSQL."""
-    dialect = conn.dialect.name
+@cache
+def _summons_upsert(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT (case, department, round) DO UPDATE of every other column, on
+    SQLite or PostgreSQL."""
     if dialect == "postgresql":
-        stmt: Any = pg_insert(table)
+        stmt: Any = pg_insert(_SUMMONSES)
     elif dialect == "sqlite":
-        stmt = sqlite_insert(table)
+        stmt = sqlite_insert(_SUMMONSES)
     else:  # pragma: no cover - the settings accept only these two
         raise RuntimeError(f"no upsert for the {dialect} dialect")
     return stmt.on_conflict_do_update(
-        index_elements=list(key),
-        set_={c: stmt.excluded[c] for c in columns if c not in key})
+        index_elements=list(_SUMMONS_KEY),
+        set_={c.name: stmt.excluded[c.name] for c in _SUMMONSES.c
+              if c.name not in _SUMMONS_KEY})
