@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import bindparam
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -253,15 +254,19 @@ def issue_token(session: Session, *, secret_key: str, username: str, kind: Token
     return token, row
 
 
+# Built once: every request runs it, and building the statement cost as much as running it.
+_SIGN_IN = (select(ApiToken, AppUser, Jurisdiction)
+            .join(AppUser, col(AppUser.username) == col(ApiToken.username), isouter=True)
+            .join(Jurisdiction, col(Jurisdiction.code) == col(AppUser.jurisdiction),
+                  isouter=True)
+            .where(col(ApiToken.id) == bindparam("token_id")))
+
+
 def authenticate(session: Session, *, secret_key: str, token: str) -> Principal:
     """The principal a bearer token stands for, or TokenRejected saying why not. Every
     request comes through here: the token, its user and the user's node are one query."""
     m = TOKEN.match(token)
-    found = session.exec(
-        select(ApiToken, AppUser, Jurisdiction)
-        .join(AppUser, col(AppUser.username) == col(ApiToken.username), isouter=True)
-        .join(Jurisdiction, col(Jurisdiction.code) == col(AppUser.jurisdiction), isouter=True)
-        .where(ApiToken.id == m.group(1))).first() if m else None
+    found = session.exec(_SIGN_IN, params={"token_id": m.group(1)}).first() if m else None
     row, user, node = found if found is not None else (None, None, None)
     # Compare even when the row is missing, so timing does not tell ids apart.
     expected = row.secret_hash if row is not None else _digest(secret_key, "")
