@@ -841,10 +841,11 @@ def _own_cpu() -> float:
 async def open_cases(st: Stack, args: argparse.Namespace, res: dict[str, Any]) -> None:
     """N cases opened and left waiting; a short-clock sample; then everyone signs off."""
     n, clients = args.open_cases, 50
-    # Time boxes: opening may take at most half of what is left of the budget (less the
-    # clock sample), signing off the rest; a box that runs out is reported, not hidden.
+    # Time boxes: opening may take at most --open-share (half) of what is left of the
+    # budget (less the clock sample), signing off the rest; a box that runs out is
+    # reported, not hidden.
     left = args.deadline - time.monotonic() - args.clock_seconds - 45
-    open_until = time.monotonic() + max(30.0, left * 0.5)
+    open_until = time.monotonic() + max(30.0, left * args.open_share)
     out: dict[str, Any] = {"cases_asked": n, "clients": clients, "load_before": load()}
     res["open_cases"] = out
     api = Api(st.api_url, st.tokens, clients)
@@ -1170,13 +1171,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"starting the stack in {work} ...", flush=True)
         await start_stack(st, args)
         print(f"stack up in {time.perf_counter() - t0:.0f} s; lifecycle runs:", flush=True)
-        await lifecycle(st, args, res)
-        phases_done.append("lifecycle")
-        if args.profile_cases:
+        if not args.open_only:
+            await lifecycle(st, args, res)
+            phases_done.append("lifecycle")
+        if args.profile_cases and not args.open_only:
             print("profile (py-spy on API and worker) ...", flush=True)
             await profile(st, args, res)
             phases_done.append("profile")
-        if not args.no_audit:
+        if not args.no_audit and not args.open_only:
             print("audit ...", flush=True)
             await audit(st, args, res)
             phases_done.append("audit")
@@ -1206,6 +1208,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes: the harness, in seconds")
+    p.add_argument("--open-only", action="store_true",
+                   help="only the open-case phase (no lifecycle, profile or audit)")
+    p.add_argument("--open-share", type=float, default=0.5,
+                   help="share of the open-case phase's time that opening may take")
     p.add_argument("--big", action="store_true", help="50,000 open cases")
     p.add_argument("--size10", type=int, default=40, help="cases of the 10-client runs")
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
