@@ -52,7 +52,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=[CaseWorkflow],
-        activities=[acts.load_policy, acts.plan_deadlines, acts.project_case],
+        activities=acts.all(),
         activity_executor=executor,
         workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),

@@ -4,6 +4,7 @@ once however often it runs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -24,13 +25,15 @@ from whistle.domain import (
     CaseState,
     DeadlineRequest,
     Notification,
+    PlannedDeadline,
+    PlanRequest,
     Projection,
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
-from whistle.policy import Policy, load_policy
+from whistle.policy import Policy, PolicyError, load_policy
 from whistle.projection import case_row, summons_row
 from whistle.settings import get_settings
-from whistle.workdays import CalendarNotCovered, deadline
+from whistle.workdays import CalendarNotCovered, deadline, plan
 
 # TEST-ONLY fault switch (issue #8; see tests/faults/test_idempotency.py). With it on, a
 # projection delivered again (a retried attempt) appends its events once more under new
@@ -55,13 +58,25 @@ class CaseActivities:
         self._policy: tuple[tuple[int, int], Policy] | None = None
         self._break_idempotency = _test_break_idempotency()  # TEST-ONLY, see above
 
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity a case worker registers."""
+        return [self.load_policy, self.plan_deadlines, self.plan_clocks, self.project_case]
+
     def policy(self) -> Policy:
         """The policy file as it is now, parsed again only when the file has changed
-        (every summons plans deadlines: no YAML parse per step)."""
-        st = self.policy_file.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        if self._policy is None or self._policy[0] != stamp:
-            self._policy = (stamp, load_policy(self.policy_file))
+        (every summons plans deadlines: no YAML parse per step). A file that cannot be read
+        or is invalid fails the attempt with the reason (PolicyError's message names the
+        field); the workflow retries a few times, then marks the case for attention."""
+        try:
+            st = self.policy_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            if self._policy is None or self._policy[0] != stamp:
+                self._policy = (stamp, load_policy(self.policy_file))
+        except OSError as e:
+            raise ApplicationError(f"{self.policy_file}: cannot read: {e.strerror}",
+                                   type="policy_unreadable") from e
+        except PolicyError as e:
+            raise ApplicationError(str(e), type="policy_invalid") from e
         return self._policy[1]
 
     @activity.defn(name=ActivityName.LOAD_POLICY)
@@ -72,15 +87,30 @@ class CaseActivities:
 
     @activity.defn(name=ActivityName.PLAN_DEADLINES)
     def plan_deadlines(self, req: DeadlineRequest) -> list[datetime]:
-        """The deadline of each clock from `start`: plain hours, or working days on China's
-        official calendar in the deployment's time zone. A year the calendar does not know
-        fails the attempt with the reason and is retried — the case waits (visibly, in the
-        Temporal UI) for an updated calendar rather than get a guessed deadline."""
+        """The deadline of each clock from `start`, for runs recorded before provisional
+        calendars (`plan_clocks` since): the same calendar, provisional years included, so
+        such a run never stalls; whether a deadline is provisional is not returned."""
         overrides = self.policy().spec.calendar
         try:
             return [deadline(req.start, c, self.timezone, overrides) for c in req.clocks]
         except CalendarNotCovered as e:
             raise ApplicationError(str(e), type="calendar_not_covered") from e
+
+    @activity.defn(name=ActivityName.PLAN_CLOCKS)
+    def plan_clocks(self, req: PlanRequest) -> list[list[PlannedDeadline]]:
+        """The deadline of each clock of each request: plain hours, or working days on
+        China's calendar in the deployment's time zone, official where the arrangement is
+        published (policy `calendar:` block, then the chinese-calendar package) and
+        provisional where it is not, each deadline saying whether it is. A year no
+        calendar covers fails at once (retrying cannot mend it): the case then shows that
+        it needs attention, with this reason."""
+        overrides = self.policy().spec.calendar
+        try:
+            return [[plan(r.start, c, self.timezone, overrides) for c in r.clocks]
+                    for r in req.requests]
+        except CalendarNotCovered as e:
+            raise ApplicationError(str(e), type="calendar_not_covered",
+                                   non_retryable=True) from e
 
     @activity.defn(name=ActivityName.PROJECT_CASE)
     def project_case(self, p: Projection) -> int:

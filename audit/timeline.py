@@ -32,11 +32,13 @@ from whistle.domain import (
     EventKind,
     Notification,
     Projection,
+    RecomputeDeadlines,
     RecordFeedback,
     RecordOutcome,
     Redispatch,
     ReportIn,
     RequestExtension,
+    RetryPlanning,
     ReturnSummons,
     SignOff,
     Step,
@@ -60,6 +62,8 @@ STEP_ARGS: dict[str, type[Step]] = {
     "apply_policy": ApplyPolicy,
     "add_fact": AddFact,
     "take_over": TakeOver,
+    "recompute_deadlines": RecomputeDeadlines,
+    "retry_planning": RetryPlanning,
 }
 NO_TIMELINE_UPDATES = {"opened"}
 
@@ -70,7 +74,7 @@ HUMAN_KINDS = {EventKind.OPENED, EventKind.SUMMONED, EventKind.REPORTED_IN,
                EventKind.SIGNED_OFF, EventKind.RETURNED, EventKind.REDISPATCHED,
                EventKind.EXTENSION_REQUESTED, EventKind.EXTENSION_DECIDED, EventKind.OUTCOME,
                EventKind.FEEDBACK, EventKind.POLICY_APPLIED, EventKind.FACT_ADDED,
-               EventKind.TAKEN_OVER}
+               EventKind.TAKEN_OVER, EventKind.DEADLINES_RECOMPUTED}
 
 
 @dataclass
@@ -219,15 +223,29 @@ def step_facts(name: str, step: Step) -> list[Fact]:
         "decide_extension": EventKind.EXTENSION_DECIDED, "record_outcome": EventKind.OUTCOME,
         "record_feedback": EventKind.FEEDBACK, "close": EventKind.CLOSED,
         "apply_policy": EventKind.POLICY_APPLIED, "add_fact": EventKind.FACT_ADDED,
-        "take_over": EventKind.TAKEN_OVER,
+        "take_over": EventKind.TAKEN_OVER, "recompute_deadlines": EventKind.DEADLINES_RECOMPUTED,
+        "retry_planning": EventKind.ATTENTION_RESOLVED,
     }[name]
     return [(kind, getattr(step, "department", None))]
 
 
-def intake_facts(start: CaseState) -> list[Fact]:
-    """The events opening the case caused: opened, and the intake's summonses."""
+def intake_facts(start: CaseState, summoned: bool = True) -> list[Fact]:
+    """The events opening the case caused: opened, and the intake's summonses (unless its
+    planning failed and was never resumed: `summoned` False)."""
     return [(EventKind.OPENED, None)] + [(EventKind.SUMMONED, d.code)
-                                         for d in start.start.departments]
+                                         for d in start.start.departments if summoned]
+
+
+def intake_summoned(events: list[CaseEvent]) -> bool:
+    """Were the intake's summonses made? Not while its planning failed and was not resumed
+    (a planning failure is followed by its resumption, or by nothing)."""
+    waiting = False
+    for e in events:
+        if e.kind == EventKind.NEEDS_ATTENTION and e.data.get("code") == "planning_failed":
+            waiting = True
+        elif e.kind == EventKind.ATTENTION_RESOLVED:
+            waiting = False
+    return not waiting
 
 
 @dataclass
@@ -256,7 +274,8 @@ def match_steps(r: Reconstruction) -> Iterator[StepMatch | CaseEvent]:
             queues.setdefault((pe.event.kind, pe.event.department), []).append(pe.event)
     wanted: list[tuple[Fact, str, AcceptedStep | None]] = []
     if r.complete:
-        wanted += [(f, r.start.start.actor, None) for f in intake_facts(r.start)]
+        summoned = intake_summoned([pe.event for pe in r.timeline()])
+        wanted += [(f, r.start.start.actor, None) for f in intake_facts(r.start, summoned)]
     for s in r.steps:
         if s.succeeded is not False and s.step is not None:
             wanted += [(f, s.step.actor, s) for f in step_facts(s.name, s.step)]

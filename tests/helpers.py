@@ -4,6 +4,7 @@ and a worker on a fresh task queue."""
 from __future__ import annotations
 
 import re
+import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -24,8 +25,25 @@ from whistle.models import AppUser
 from whistle.reference import department_refs, node_path
 from workflows.case import CaseWorkflow
 
-POLICY = Path(__file__).resolve().parent.parent / "whistle" / "data" / "policy.yaml"
+SAMPLE_POLICY = Path(__file__).resolve().parent.parent / "whistle" / "data" / "policy.yaml"
 EXECUTOR = ThreadPoolExecutor(max_workers=8)
+
+
+def hours_ladder_policy(path: Path) -> Path:
+    """The sample policy with its ladder in plain hours (催办 at once, 督办 24 h later, 提级
+    every 48 h): the ladder's mechanics are tested at fixed offsets whatever weekday a test
+    happens to run on. The sample's working-day ladder has tests of its own."""
+    doc = yaml.safe_load(SAMPLE_POLICY.read_text(encoding="utf-8"))
+    doc["version"] = f"{doc['version']}+hours-ladder"
+    doc["defaults"]["ladder"] = [
+        {"action": "remind", "after_hours": 0},
+        {"action": "notify_supervisor", "after_hours": 24},
+        {"action": "raise", "after_hours": 48, "notify": ["centre", "supervisor"]}]
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+POLICY = hours_ladder_policy(Path(tempfile.mkdtemp(prefix="whistle-tests-")) / "policy.yaml")
 
 
 def new_worker(client: Client, engine: Engine, policy: Path = POLICY) -> Worker:
@@ -35,7 +53,7 @@ def new_worker(client: Client, engine: Engine, policy: Path = POLICY) -> Worker:
         client,
         task_queue=f"tq-{uuid.uuid4().hex[:12]}",
         workflows=[CaseWorkflow],
-        activities=[acts.load_policy, acts.plan_deadlines, acts.project_case],
+        activities=acts.all(),
         activity_executor=EXECUTOR,
     )
 

@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.case import CaseActivities
-from whistle.domain import ClockSpec, DeadlineRequest
+from whistle.domain import ClockSpec, DeadlineRequest, PlannedDeadline, PlanRequest
 from whistle.policy import PolicyError, default_policy_path, load_policy
 from whistle.workdays import CalendarNotCovered, add_working_days, is_workday
 
@@ -45,9 +45,11 @@ def test_local_date_not_utc_date_decides_the_day():
     assert add_working_days(start, 1, SH) == shanghai(2026, 11, 23, 1)
 
 
-def test_a_year_the_calendar_does_not_know_is_an_error_not_a_guess():
-    with pytest.raises(CalendarNotCovered, match="does not cover 2099"):
-        add_working_days(shanghai(2099, 3, 2), 1, SH)
+def test_a_year_no_calendar_covers_is_an_error_not_a_guess():
+    with pytest.raises(CalendarNotCovered, match="does not cover 2101"):
+        add_working_days(shanghai(2100, 12, 30), 5, SH)
+    with pytest.raises(CalendarNotCovered, match="does not cover 2003"):
+        add_working_days(shanghai(2003, 3, 2), 1, SH)
 
 
 def test_zero_working_days_is_refused():
@@ -63,12 +65,41 @@ def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):
     assert got == [shanghai(2026, 10, 1), shanghai(2026, 10, 13)]
 
 
-def test_plan_deadlines_fails_the_attempt_with_the_reason_when_the_year_is_unknown(tmp_path):
+def test_plan_clocks_fails_at_once_with_the_reason_when_no_calendar_covers_the_year():
     acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
     with pytest.raises(ApplicationError) as e:
-        acts.plan_deadlines(DeadlineRequest(start=shanghai(2099, 3, 2),
-                                            clocks=[ClockSpec(working_days=1)]))
-    assert e.value.type == "calendar_not_covered" and not e.value.non_retryable
+        acts.plan_clocks(PlanRequest(requests=[DeadlineRequest(
+            start=shanghai(2100, 12, 30), clocks=[ClockSpec(working_days=5)])]))
+    assert e.value.type == "calendar_not_covered" and e.value.non_retryable
+    assert "does not cover 2101" in e.value.message
+
+
+def test_plan_clocks_says_which_deadlines_are_provisional():
+    acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
+    got = acts.plan_clocks(PlanRequest(requests=[
+        DeadlineRequest(start=shanghai(2026, 12, 28, 10),
+                        clocks=[ClockSpec(hours=24), ClockSpec(working_days=10)]),
+        DeadlineRequest(start=shanghai(2026, 12, 1, 10), clocks=[ClockSpec(working_days=10)]),
+    ]))
+    assert got == [
+        [PlannedDeadline(due=shanghai(2026, 12, 29, 10)),
+         # 29, 30, 31 Dec; 1 Jan 2027 off (元旦); 4-8 Jan; 11, 12 Jan
+         PlannedDeadline(due=shanghai(2027, 1, 12, 10), provisional=True)],
+        [PlannedDeadline(due=shanghai(2026, 12, 15, 10))],
+    ]
+
+
+def test_a_broken_policy_file_fails_planning_with_the_field_named(tmp_path: Path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(default_policy_path().read_text(encoding="utf-8"), encoding="utf-8")
+    acts = CaseActivities(engine=None, policy_file=policy)  # type: ignore[arg-type]
+    request = PlanRequest(requests=[DeadlineRequest(start=shanghai(2026, 12, 1),
+                                                    clocks=[ClockSpec(working_days=1)])])
+    assert acts.plan_clocks(request)
+    policy.write_text("version: x\ndefaults: {}\n", encoding="utf-8")
+    with pytest.raises(ApplicationError) as e:
+        acts.plan_clocks(request)
+    assert e.value.type == "policy_invalid" and "defaults" in e.value.message
 
 
 def test_an_arrangement_in_the_policy_covers_a_year_the_package_does_not(tmp_path):

@@ -78,6 +78,7 @@ class SummonsStatus(StrEnum):
 class Clock(StrEnum):
     REPORT_IN = "report_in"
     SIGN_OFF = "sign_off"
+    FEEDBACK = "feedback"
 
 
 class LadderAction(StrEnum):
@@ -134,6 +135,9 @@ class EventKind(StrEnum):
     POLICY_APPLIED = "policy_applied"
     FACT_ADDED = "fact_added"
     TAKEN_OVER = "taken_over"
+    NEEDS_ATTENTION = "needs_attention"  # the case cannot go on by itself (planning failed)
+    ATTENTION_RESOLVED = "attention_resolved"  # it goes on again
+    DEADLINES_RECOMPUTED = "deadlines_recomputed"  # provisional dues counted again
     CLOSED = "closed"
 
 
@@ -155,6 +159,9 @@ CASE_LABELS_ZH = {
     EventKind.POLICY_APPLIED: "适用新版政策",
     EventKind.FACT_ADDED: "核实情况",
     EventKind.TAKEN_OVER: "上级接管",
+    EventKind.NEEDS_ATTENTION: "需人工处理",
+    EventKind.ATTENTION_RESOLVED: "恢复办理",
+    EventKind.DEADLINES_RECOMPUTED: "期限重算",
     EventKind.CLOSED: "办结归档",
 }
 
@@ -185,10 +192,27 @@ class Recipient(StrEnum):
 
 
 class LadderStep(Message):
+    """One rung of the ladder, taken a while after the one before (the first: after the
+    clock was missed): `after_hours` plain hours or `after_working_days` working days."""
+
     action: LadderAction
-    after_hours: float = Field(ge=0, le=24 * 365)
+    after_hours: float | None = Field(default=None, ge=0, le=24 * 365)
+    after_working_days: int | None = Field(default=None, ge=1, le=60)
     notify: list[Recipient] | None = None  # None: remind → department, 督办 → supervisor,
     # raise → the new owning centre
+
+    @model_validator(mode="after")
+    def _one_wait(self) -> LadderStep:
+        if (self.after_hours is None) == (self.after_working_days is None):
+            raise ValueError("give after_hours or after_working_days, not both or neither")
+        return self
+
+    @property
+    def wait(self) -> ClockSpec | None:
+        """How long after the previous rung this one comes; None: at once."""
+        if self.after_working_days is not None:
+            return ClockSpec(working_days=self.after_working_days)
+        return ClockSpec(hours=self.after_hours) if self.after_hours else None
 
 
 class ClockSpec(Message):
@@ -285,6 +309,21 @@ class DeadlineRequest(Message):
     clocks: list[ClockSpec]
 
 
+class PlanRequest(Message):
+    """Several deadline requests answered by one activity call, in order."""
+
+    requests: list[DeadlineRequest] = Field(min_length=1)
+
+
+class PlannedDeadline(Message):
+    """A deadline, and whether it rests on a provisional calendar (暂定): a working-day
+    clock that counted over a day of a year whose official arrangement is not published,
+    so it may move when it is (see whistle/workdays.py)."""
+
+    due: datetime
+    provisional: bool = False
+
+
 # --- steps (Update arguments) -------------------------------------------------------------
 
 
@@ -364,6 +403,17 @@ class TakeOver(Step):
     reason: LongText
 
 
+class RetryPlanning(Step):
+    """恢复办理: retry the planning a case needing attention waits for."""
+
+
+class RecomputeDeadlines(Step):
+    """期限重算: count the case's provisional deadlines again on the calendar known now (an
+    official arrangement published since), or retry the planning a case is waiting on."""
+
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
 # --- state --------------------------------------------------------------------------------
 
 
@@ -378,6 +428,16 @@ class Escalation(Message):
     raised_to: Level | None = None  # where this clock's ladder last lifted the case
     last_action: LadderAction | None = None
     done: bool = False  # the clock was met late, stopped, or the top was reached
+
+
+class Attention(Message):
+    """需人工处理: why the case cannot go on by itself, and when it tries again."""
+
+    code: str  # planning_failed
+    reason: str
+    since: datetime
+    retry_at: datetime
+    attempts: int = 1
 
 
 class Extension(Message):
@@ -406,6 +466,23 @@ class Summons(Message):
     extension: Extension | None = None
     escalations: list[Escalation] = Field(default_factory=list)
     warned: list[datetime] = Field(default_factory=list)  # the dues a warning was given for
+    # The lengths both dues were counted with (None: summoned before they were kept), and
+    # the clocks whose due rests on a provisional calendar (暂定) until recomputed.
+    report_in_clock: ClockSpec | None = None
+    sign_off_clock: ClockSpec | None = None
+    provisional: list[Clock] = Field(default_factory=list)
+
+    @property
+    def running(self) -> tuple[Clock, datetime] | None:
+        """The clock running now and its due; None once the summons is settled."""
+        if self.status == SummonsStatus.SUMMONED:
+            return Clock.REPORT_IN, self.report_in_due
+        if self.status == SummonsStatus.REPORTED_IN:
+            return Clock.SIGN_OFF, self.sign_off_due
+        return None
+
+    def is_provisional(self, clock: Clock) -> bool:
+        return clock in self.provisional
 
     @property
     def overdue(self) -> bool:
@@ -483,6 +560,9 @@ class CaseState(Message):
     outcomes: list[Outcome] = Field(default_factory=list)  # every outcome, reopen included
     feedback: Feedback | None = None
     feedback_due: datetime | None = None
+    feedback_clock: ClockSpec | None = None  # the length feedback_due was counted with
+    feedback_provisional: bool = False  # feedback_due rests on a provisional calendar
+    attention: Attention | None = None  # 需人工处理: set while the case cannot go on
     reopen_count: int = 0
     unresolved_at_top: bool = False
     close_reason: CloseReason | None = None
@@ -500,6 +580,14 @@ class CaseState(Message):
     def overdue(self) -> bool:
         return any(s.overdue for s in self.summonses)
 
+    @property
+    def provisional(self) -> bool:
+        """A clock running now has a provisional due (暂定)."""
+        if self.status == CaseStatus.AWAITING_FEEDBACK and self.feedback_provisional:
+            return True
+        return any(s.running is not None and s.is_provisional(s.running[0])
+                   for s in self.summonses)
+
     def current(self, department: str) -> Summons | None:
         """The latest summons of `department`, or None if it was never summoned."""
         for s in reversed(self.summonses):
@@ -515,7 +603,8 @@ class ActivityName(StrEnum):
     """Activities the workflow calls by name, so workflow code never imports their modules."""
 
     LOAD_POLICY = "load_policy"
-    PLAN_DEADLINES = "plan_deadlines"
+    PLAN_DEADLINES = "plan_deadlines"  # histories before provisional calendars
+    PLAN_CLOCKS = "plan_clocks"  # deadlines that say whether they are provisional
     PROJECT_CASE = "project_case"
 
 

@@ -68,6 +68,13 @@ class CaseRecord(SQLModel, table=True):
     departments: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     policy_version: str | None = Field(default=None, max_length=64)
     overdue: bool = Field(default=False, index=True)
+    # A clock running now has a provisional due (暂定: counted over a year whose official
+    # arrangement is not published); `whistle recompute-deadlines` finds these.
+    provisional: bool = Field(default=False, index=True,
+                              sa_column_kwargs={"server_default": false()})
+    # 需人工处理: why the case cannot go on by itself (None while it can).
+    attention: str | None = Field(default=None, sa_column=Column(Text))
+    attention_since: datetime | None = _ts()
     unresolved_at_top: bool = False
     outcome_kind: str | None = Field(default=None, max_length=64)
     outcome_summary: str | None = Field(default=None, sa_column=Column(Text))
@@ -80,6 +87,8 @@ class CaseRecord(SQLModel, table=True):
     opened_at: datetime = _ts(nullable=False, index=True)
     updated_at: datetime = _ts(nullable=False)
     feedback_due: datetime | None = _ts()
+    feedback_due_provisional: bool = Field(default=False,
+                                           sa_column_kwargs={"server_default": false()})
     closed_at: datetime | None = _ts()
     last_seq: int = 0
 
@@ -100,6 +109,11 @@ class SummonsRecord(SQLModel, table=True):
     summoned_at: datetime = _ts(nullable=False)
     report_in_due: datetime = _ts(nullable=False)
     sign_off_due: datetime = _ts(nullable=False)
+    # each due rests on a provisional calendar (暂定) until recomputed
+    report_in_provisional: bool = Field(default=False,
+                                        sa_column_kwargs={"server_default": false()})
+    sign_off_provisional: bool = Field(default=False,
+                                       sa_column_kwargs={"server_default": false()})
     next_due: datetime | None = _ts()  # the clock running now, for the inbox order
     reported_in_at: datetime | None = _ts()
     signed_off_at: datetime | None = _ts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whistle.domain import CaseState, Summons, SummonsStatus
+from whistle.domain import CaseState, Clock, Summons, SummonsStatus
 
 
 def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
@@ -20,6 +20,9 @@ def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
         parties=[p.model_dump(mode="json") for p in intake.parties],
         opened_by=s.start.actor, opened_at=s.opened_at,
         status=s.status, level=s.level, owner=s.owner, overdue=s.overdue,
+        provisional=s.provisional,
+        attention=s.attention.reason if s.attention else None,
+        attention_since=s.attention.since if s.attention else None,
         unresolved_at_top=s.unresolved_at_top,
         policy_version=s.policy.version if s.policy else None,
         departments=sorted({x.department for x in s.summonses}),
@@ -28,7 +31,8 @@ def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
         agreement_text=s.outcome.agreement_text if s.outcome else None,
         satisfaction=s.feedback.satisfaction if s.feedback else None,
         close_reason=s.close_reason, reopen_count=s.reopen_count, taken_over_by=s.handler,
-        feedback_due=s.feedback_due, closed_at=s.closed_at, last_seq=last_seq,
+        feedback_due=s.feedback_due, feedback_due_provisional=s.feedback_provisional,
+        closed_at=s.closed_at, last_seq=last_seq,
     )
 
 
@@ -39,6 +43,8 @@ def summons_row(x: Summons) -> dict[str, Any]:
     return dict(
         status=x.status, supervisor=x.supervisor, lead=x.lead, summoned_at=x.summoned_at,
         report_in_due=x.report_in_due, sign_off_due=x.sign_off_due,
+        report_in_provisional=x.is_provisional(Clock.REPORT_IN),
+        sign_off_provisional=x.is_provisional(Clock.SIGN_OFF),
         next_due=running if x.status.is_open else None,
         reported_in_at=x.reported_in_at, signed_off_at=x.signed_off_at, opinion=x.opinion,
         actions_taken=x.actions_taken, return_reason=x.return_reason,

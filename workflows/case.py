@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from whistle import search_attributes as sa
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ActivityName,
         AddFact,
         ApplyPolicy,
+        Attention,
         CaseEvent,
         CasePolicy,
         CaseState,
@@ -43,17 +45,22 @@ with workflow.unsafe.imports_passed_through():
         ExtensionStatus,
         Feedback,
         LadderAction,
+        LadderStep,
         Notification,
         OpenedResult,
         Outcome,
         OutcomeKind,
+        PlannedDeadline,
+        PlanRequest,
         Projection,
         Recipient,
+        RecomputeDeadlines,
         RecordFeedback,
         RecordOutcome,
         Redispatch,
         ReportIn,
         RequestExtension,
+        RetryPlanning,
         ReturnSummons,
         Satisfaction,
         SignOff,
@@ -68,7 +75,33 @@ with workflow.unsafe.imports_passed_through():
 # the case just waits (nothing a user submitted is lost, it is in history already).
 _IO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 _IO_TIMEOUT = timedelta(seconds=30)
+# Planning (policy and calendar) is a pure computation on local files: what fails three
+# times fails for a reason (a broken policy file, a year no calendar covers) that waiting
+# does not mend. It is given up quickly and the case says so (needs attention) instead of
+# retrying unseen; the case tries again every RETRY_PLANNING and on a coordinator's request.
+_PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+RETRY_PLANNING = timedelta(hours=1)
 T = TypeVar("T")
+
+
+class PlanningFailed(Exception):
+    """The policy could not be read or a deadline could not be planned; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Due:
+    """A provisional deadline to count again: its clock, where it stands, what it was
+    counted from, and whose it is (None: the case's feedback clock)."""
+
+    clock: Clock
+    due: datetime
+    start: datetime
+    length: ClockSpec
+    summons: Summons | None
 
 
 class StepRejected(ApplicationError):
@@ -91,6 +124,9 @@ class CaseWorkflow:
         self._upserted: dict[str, object] = {}
         self._warn = False  # early warnings (预警): only in runs started by code that has them
         self._local_reads = False  # policy and deadlines as local activities (see _read)
+        self._calendar = False  # provisional calendars and bounded planning (see _plan)
+        self._busy: set[str] = set()  # steps awaiting their planning: see _expect_not_busy
+        self._resuming = False  # a retry of the intake's planning is running
 
     # --- the main loop --------------------------------------------------------------------
 
@@ -100,15 +136,18 @@ class CaseWorkflow:
         # replay without them (no marker), every run started since has them.
         self._warn = workflow.patched(CLOCK_WARNINGS)
         self._local_reads = workflow.patched(LOCAL_READS)
+        self._calendar = workflow.patched(PROVISIONAL_CALENDAR)
         if self.s.opened_at is None:
-            await self._open()
+            await (self._open() if self._calendar else self._open_before_calendars())
         while self.s.status != CaseStatus.CLOSED:
             if workflow.info().is_continue_as_new_suggested():
                 await self._quiesce()
                 self.s.runs += 1
                 workflow.continue_as_new(self.s)
             await self._sleep_until(self._next_due())
-            self._fire_due_clocks()
+            if self._retry_due():
+                await self._resume("system")
+            await self._fire_due_clocks()
             await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
@@ -124,8 +163,44 @@ class CaseWorkflow:
             await workflow.wait_condition(idle)
 
     async def _load_policy(self) -> CasePolicy:
-        return await self._read(ActivityName.LOAD_POLICY, self.s.start.intake.category,
-                                CasePolicy)
+        """The policy in force now for the case's category; PlanningFailed when it cannot
+        be read (runs before provisional calendars retry for ever instead)."""
+        if not self._calendar:
+            return await self._read(ActivityName.LOAD_POLICY, self.s.start.intake.category,
+                                    CasePolicy)
+        return await self._bounded(ActivityName.LOAD_POLICY, self.s.start.intake.category,
+                                   CasePolicy)
+
+    async def _bounded(self, name: str, arg: object, result_type: type[T]) -> T:
+        try:
+            return await workflow.execute_local_activity(
+                name, arg, result_type=result_type, start_to_close_timeout=_IO_TIMEOUT,
+                retry_policy=_PLAN_RETRY)
+        except ActivityError as e:
+            cause = e.cause
+            raise PlanningFailed(cause.message if isinstance(cause, ApplicationError)
+                                 else str(cause or e)) from e
+
+    async def _plan(self, requests: list[DeadlineRequest]) -> list[list[PlannedDeadline]]:
+        """The deadlines of each request, each saying whether it rests on a provisional
+        calendar. One local activity for all; PlanningFailed when it cannot be done. Runs
+        started before provisional calendars ask the old activity, once per request, as
+        their histories recorded (and it retries for ever)."""
+        if not self._calendar:
+            return [[PlannedDeadline(due=d) for d in await self._read(
+                ActivityName.PLAN_DEADLINES, r, list[datetime])]  # type: ignore[arg-type]
+                for r in requests]
+        return await self._bounded(ActivityName.PLAN_CLOCKS, PlanRequest(requests=requests),
+                                   list[list[PlannedDeadline]])  # type: ignore[arg-type]
+
+    async def _plan_or_refuse(self, requests: list[DeadlineRequest]
+                              ) -> list[list[PlannedDeadline]]:
+        """`_plan` for a step: a failure refuses the step, nothing changed."""
+        try:
+            return await self._plan(requests)
+        except PlanningFailed as e:
+            raise StepRejected("planning_failed", f"deadlines cannot be planned now: "
+                               f"{e.reason}") from e
 
     async def _read(self, name: str, arg: object, result_type: type[T]) -> T:
         """Read the policy or plan deadlines: small reads of local files, each needed before
@@ -142,6 +217,31 @@ class CaseWorkflow:
             retry_policy=_IO_RETRY)
 
     async def _open(self) -> None:
+        """受理: read the policy, plan the intake's summonses, and record the case. If
+        planning fails the case is recorded all the same, marked as needing attention with
+        the reason (its centre told), and tries again later: a case is never invisible."""
+        now = workflow.now()
+        self.s.opened_at = now
+        problem = None
+        try:
+            self.s.policy = await self._load_policy()
+            planned = await self._plan_summonses(now)
+        except PlanningFailed as e:
+            problem = e.reason
+        intake = self.s.start.intake
+        self._event(EventKind.OPENED, self.s.start.actor, None, at=now, category=intake.category,
+                    level=self.s.level, owner=self.s.owner,
+                    policy_version=self.s.policy.version if self.s.policy else None,
+                    repeat_of=self.s.start.repeat_of or None)
+        if problem is None:
+            self._add_summonses(self.s.start.departments, now, planned, self.s.start.actor,
+                                reason="intake")
+        else:
+            self._needs_attention(problem)
+        await self._flush()
+
+    async def _open_before_calendars(self) -> None:
+        """`_open` as runs recorded before provisional calendars did it (replay only)."""
         self.s.policy = await self._load_policy()
         now = workflow.now()
         self.s.opened_at = now
@@ -158,6 +258,54 @@ class CaseWorkflow:
         )
         await self._summon(self.s.start.departments, self.s.start.actor, reason="intake")
         await self._flush()
+
+    # --- needs attention (需人工处理) -------------------------------------------------------
+
+    def _needs_attention(self, reason: str) -> None:
+        """Mark the case as unable to go on, tell its centre (once per new reason), and
+        set when it tries again."""
+        now, was = workflow.now(), self.s.attention
+        self.s.attention = Attention(
+            code="planning_failed", reason=reason, since=was.since if was else now,
+            retry_at=now + RETRY_PLANNING, attempts=was.attempts + 1 if was else 1)
+        if was is None or was.reason != reason:
+            self._tell_attention("planning_failed", reason, self.s.attention.retry_at)
+
+    def _tell_attention(self, code: str, reason: str, retry_at: datetime | None = None) -> None:
+        seq = self._event(EventKind.NEEDS_ATTENTION, "system", None, code=code, reason=reason,
+                          retry_at=retry_at)
+        self._notify(seq, f"centre:{self.s.owner}")
+
+    def _retry_due(self) -> bool:
+        a = self.s.attention
+        return a is not None and not self._resuming and a.retry_at <= workflow.now()
+
+    async def _resume(self, actor: str) -> bool:
+        """Try the intake's planning again; on success summon its departments and clear the
+        attention mark. False (the reason recorded, the next try set) when it fails again."""
+        if self._resuming or self.s.attention is None:
+            return self.s.attention is None
+        self._resuming = True
+        try:
+            now = workflow.now()
+            loaded = self.s.policy is None
+            if loaded:
+                self.s.policy = await self._load_policy()
+            planned = await self._plan_summonses(now)
+        except PlanningFailed as e:
+            self._needs_attention(e.reason)
+            return False
+        finally:
+            self._resuming = False
+        if self.s.status == CaseStatus.CLOSED or self.s.attention is None:
+            return True  # withdrawn meanwhile, or another retry got there first
+        self.s.attention = None
+        self._event(EventKind.ATTENTION_RESOLVED, actor, None, at=now,
+                    policy_version=self._policy.version if loaded else None)
+        # the intake's summonses, as its coordinator asked for them
+        self._add_summonses(self.s.start.departments, now, planned, self.s.start.actor,
+                            reason="intake")
+        return True
 
     async def _sleep_until(self, due: datetime | None) -> None:
         """Sleep until `due`, or until a step moves the earliest deadline or closes the case."""
@@ -191,6 +339,8 @@ class CaseWorkflow:
             dues += [e.next_due for e in s.escalations if not e.done]
         if self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_due:
             dues.append(self.s.feedback_due)
+        if self.s.attention is not None and not self._resuming:
+            dues.append(self.s.attention.retry_at)
         return min(dues, default=None)
 
     @staticmethod
@@ -214,7 +364,9 @@ class CaseWorkflow:
             return None
         return s.summoned_at + (due - s.summoned_at) * share
 
-    def _fire_due_clocks(self) -> None:
+    async def _fire_due_clocks(self) -> None:
+        if self.s.policy is None:
+            return  # opened without a policy (needs attention): no clock runs yet
         now = workflow.now()
         ladder = self._policy.ladder
         for s in self.s.open_summonses():
@@ -228,18 +380,16 @@ class CaseWorkflow:
                     self._notify(seq, f"department:{s.department}")
                     self._notify(seq, f"centre:{self.s.owner}")
             if due <= now and not self._escalation(s, clock, due):
-                s.escalations.append(
-                    Escalation(
-                        clock=clock,
-                        missed_at=due,
-                        from_level=self.s.level,
-                        next_due=due + timedelta(hours=ladder[0].after_hours),
-                    )
-                )
+                first = await self._after(due, ladder[0])
+                if self._running_clock(s) != (clock, due) or not s.status.is_open \
+                        or self._escalation(s, clock, due):
+                    continue  # a step settled or moved this clock while the ladder was planned
+                s.escalations.append(Escalation(clock=clock, missed_at=due,
+                                                from_level=self.s.level, next_due=first))
                 self._event(EventKind.CLOCK_MISSED, "system", s.department, clock=clock, due=due)
             for e in s.escalations:
                 while not e.done and e.next_due <= now:
-                    self._climb(s, e)
+                    await self._climb(s, e)
         if (
             self.s.status == CaseStatus.AWAITING_FEEDBACK
             and self.s.feedback_due
@@ -247,7 +397,25 @@ class CaseWorkflow:
         ):
             self._close(CloseReason.NO_FEEDBACK, "system")
 
-    def _climb(self, s: Summons, e: Escalation) -> None:
+    async def _after(self, start: datetime, step: LadderStep) -> datetime:
+        """When ladder `step` is due, `start` being when the step before it was (or the
+        clock was missed). Plain hours are counted here; working days ask the calendar. If
+        the calendar cannot answer, the step is estimated in calendar days and the case
+        marked for attention with the reason, never dropped."""
+        wait = step.wait
+        if wait is None:
+            return start
+        if wait.hours is not None:
+            return start + timedelta(hours=wait.hours)
+        try:
+            [[planned]] = await self._plan([DeadlineRequest(start=start, clocks=[wait])])
+        except PlanningFailed as e:
+            self._tell_attention("ladder_estimated", f"ladder step {step.action} counted in "
+                                 f"calendar days, the calendar failing: {e.reason}")
+            return start + timedelta(days=wait.working_days or 0)
+        return planned.due
+
+    async def _climb(self, s: Summons, e: Escalation) -> None:
         """Take the next ladder step of a missed clock and schedule the one after."""
         ladder = self._policy.ladder
         step = ladder[min(e.next_step, len(ladder) - 1)]
@@ -263,9 +431,9 @@ class CaseWorkflow:
             return
         if e.next_step + 1 < len(ladder):
             e.next_step += 1
-            e.next_due = e.next_due + timedelta(hours=ladder[e.next_step].after_hours)
+            e.next_due = await self._after(e.next_due, ladder[e.next_step])
         elif step.action == LadderAction.RAISE:
-            e.next_due = e.next_due + timedelta(hours=step.after_hours)  # climb on
+            e.next_due = await self._after(e.next_due, step)  # climb on
         else:
             e.done = True
 
@@ -410,7 +578,9 @@ class CaseWorkflow:
         ext.decided_at = workflow.now()
         if step.approve:
             self._settle(s, Clock.SIGN_OFF)  # the old deadline no longer counts
-            s.sign_off_due = ext.new_deadline
+            s.sign_off_due = ext.new_deadline  # a date agreed, not counted: never provisional
+            if Clock.SIGN_OFF in s.provisional:
+                s.provisional.remove(Clock.SIGN_OFF)
         seq = self._event(EventKind.EXTENSION_DECIDED, step.actor, s.department,
                           approved=step.approve, comment=step.comment,
                           sign_off_due=s.sign_off_due)
@@ -433,6 +603,7 @@ class CaseWorkflow:
     @summon_more.validator
     def _check_summon_more(self, step: SummonMore) -> None:
         self._expect_case(CaseStatus.OPEN, "summon departments")
+        self._expect_going("summon departments")
         codes = [d.code for d in step.departments]
         if len(set(codes)) != len(codes):
             raise StepRejected("duplicate_department", "a department is listed twice")
@@ -443,17 +614,20 @@ class CaseWorkflow:
     async def redispatch(self, step: Redispatch) -> StepResult:
         """重新分拨: send a returned summons to the department it belongs to."""
         s = self._summons(step.department)
+        async with self._planning(f"redispatch:{step.department}", f"summon:{step.to.code}"):
+            now, planned = workflow.now(), await self._plan_summonses_or_refuse()
         s.redispatched_to = step.to.code
-        self._event(EventKind.REDISPATCHED, step.actor, s.department, to=step.to.code,
+        self._event(EventKind.REDISPATCHED, step.actor, s.department, at=now, to=step.to.code,
                     reason=step.reason)
-        await self._summon([step.to], step.actor, reason=step.reason or "redispatch")
+        self._add_summonses([step.to], now, planned, step.actor,
+                            reason=step.reason or "redispatch")
         return await self._commit()
 
     @redispatch.validator
     def _check_redispatch(self, step: Redispatch) -> None:
         self._expect_case(CaseStatus.OPEN, "re-dispatch")
         s = self._expect(step.department, SummonsStatus.RETURNED, "be re-dispatched")
-        if s.redispatched_to:
+        if s.redispatched_to or f"redispatch:{step.department}" in self._busy:
             raise StepRejected("already_redispatched",
                                f"this summons was already re-dispatched to {s.redispatched_to}")
         if step.to.code == step.department:
@@ -465,11 +639,17 @@ class CaseWorkflow:
         """结果: mediated agreement, administrative resolution, referral, withdrawal or
         unresolved (which raises the case a level)."""
         now = workflow.now()
+        feedback: PlannedDeadline | None = None
+        rises = step.kind == OutcomeKind.UNRESOLVED and self.s.level.above() is not None
+        if step.kind != OutcomeKind.WITHDRAWN and not rises:  # the parties' say is due
+            async with self._planning("step:outcome"):
+                [[feedback]] = await self._plan_or_refuse([DeadlineRequest(
+                    start=now, clocks=[self._policy.clock("feedback")])])
         outcome = Outcome(kind=step.kind, summary=step.summary, agreement_text=step.agreement_text,
                           recorded_at=now, actor=step.actor)
         self.s.outcomes.append(outcome)
-        self._event(EventKind.OUTCOME, step.actor, None, kind=step.kind, summary=step.summary,
-                    agreement_text=step.agreement_text)
+        self._event(EventKind.OUTCOME, step.actor, None, at=now, kind=step.kind,
+                    summary=step.summary, agreement_text=step.agreement_text)
         if step.kind == OutcomeKind.WITHDRAWN:
             self.s.outcome = outcome
             for s in self.s.open_summonses():
@@ -479,14 +659,18 @@ class CaseWorkflow:
         elif step.kind == OutcomeKind.UNRESOLVED and self._raise(step.summary, None):
             pass  # the centre above takes the case over; it stays open
         else:
+            assert feedback is not None  # planned above: neither withdrawn nor rising
             self.s.outcome = outcome
             self.s.status = CaseStatus.AWAITING_FEEDBACK
-            [self.s.feedback_due] = await self._deadlines(now, [self._policy.clock("feedback")])
+            self.s.feedback_due, self.s.feedback_provisional = feedback.due, feedback.provisional
+            self.s.feedback_clock = self._policy.clock("feedback")
         return await self._commit()
 
     @record_outcome.validator
     def _check_outcome(self, step: RecordOutcome) -> None:
         self._expect_case(CaseStatus.OPEN, "record an outcome")
+        if step.kind != OutcomeKind.WITHDRAWN:
+            self._expect_going("record an outcome")
         if step.kind == OutcomeKind.MEDIATED_AGREEMENT and not step.agreement_text:
             raise StepRejected("agreement_text_required",
                                "a mediated agreement needs agreement_text (调解协议)")
@@ -539,7 +723,14 @@ class CaseWorkflow:
     async def apply_policy(self, step: ApplyPolicy) -> StepResult:
         """适用新版政策: move the case to the policy in force now. Deadlines already set
         stand; summonses, ladder steps and the feedback window from now on follow it."""
-        fresh = await self._load_policy()
+        try:
+            fresh = await self._load_policy()
+        except PlanningFailed as e:
+            raise StepRejected("planning_failed", f"the policy cannot be read now: {e.reason}"
+                               ) from e
+        if self.s.policy is None:
+            raise StepRejected("needs_attention", "the case is waiting for its planning: "
+                               "retry its planning instead")
         if fresh.version == self._policy.version:
             raise StepRejected("policy_unchanged",
                                f"the case already runs under policy {fresh.version}")
@@ -580,6 +771,114 @@ class CaseWorkflow:
             raise StepRejected("already_taken_over",
                                f"{self.s.handler} already took this case over at the "
                                f"{self.s.level} level")
+
+    @workflow.update
+    async def recompute_deadlines(self, step: RecomputeDeadlines) -> StepResult:
+        """期限重算: count the provisional deadlines of the clocks still running again, on
+        the calendar known now (an official arrangement published since), and record what
+        moved; a clock that already fired stays fired."""
+        targets = self._provisional_dues()
+        async with self._planning("step:recompute"):
+            planned = await self._plan_or_refuse(
+                [DeadlineRequest(start=t.start, clocks=[t.length]) for t in targets])
+        changes = [c for t, [p] in zip(targets, planned, strict=True)
+                   if (c := self._move(t, p)) is not None]
+        if not changes:
+            raise StepRejected("deadlines_unchanged",
+                               "every provisional deadline stays where it is: the calendar "
+                               "has not changed for the days they count over")
+        seq = self._event(EventKind.DEADLINES_RECOMPUTED, step.actor, None, reason=step.reason,
+                          changes=changes)
+        self._notify(seq, f"centre:{self.s.owner}")
+        for d in sorted({c["department"] for c in changes if c.get("department")}):
+            self._notify(seq, f"department:{d}")
+        return await self._commit()
+
+    @recompute_deadlines.validator
+    def _check_recompute(self, step: RecomputeDeadlines) -> None:
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", "cannot recompute deadlines: the case is closed")
+        if "step:recompute" in self._busy:
+            raise StepRejected("step_in_progress", "a recomputation is already running")
+        if not self._provisional_dues():
+            raise StepRejected("nothing_provisional",
+                               "no running clock of this case has a provisional deadline")
+
+    @workflow.update
+    async def retry_planning(self, step: RetryPlanning) -> StepResult:
+        """恢复办理: try again now the planning a case needing attention waits for (after
+        the policy file or the calendar was mended); on success its departments are
+        summoned as the intake asked."""
+        if not await self._resume(step.actor):
+            assert self.s.attention is not None
+            await self._flush()  # the failed attempt is on the record
+            raise StepRejected("planning_failed",
+                               f"planning failed again: {self.s.attention.reason}")
+        return await self._commit()
+
+    @retry_planning.validator
+    def _check_retry_planning(self, step: RetryPlanning) -> None:
+        if self.s.status == CaseStatus.CLOSED:
+            raise StepRejected("case_closed", "cannot retry planning: the case is closed")
+        if self.s.attention is None:
+            raise StepRejected("nothing_to_retry", "the case is not waiting for its planning")
+        if self._resuming:
+            raise StepRejected("step_in_progress", "planning is being retried already")
+
+    def _provisional_dues(self) -> list[_Due]:
+        """The provisional deadlines of clocks still running (or still to run), with what
+        they were counted from."""
+        found = []
+        for s in self.s.open_summonses():
+            for clock, due, length in ((Clock.REPORT_IN, s.report_in_due, s.report_in_clock),
+                                       (Clock.SIGN_OFF, s.sign_off_due, s.sign_off_clock)):
+                if clock == Clock.REPORT_IN and s.status != SummonsStatus.SUMMONED:
+                    continue  # reported in: that clock is over
+                if clock in s.provisional and length is not None:
+                    found.append(_Due(clock, due, s.summoned_at, length, s))
+        outcome = self.s.outcome
+        if (self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_provisional
+                and self.s.feedback_due and self.s.feedback_clock and outcome):
+            found.append(_Due(Clock.FEEDBACK, self.s.feedback_due, outcome.recorded_at,
+                              self.s.feedback_clock, None))
+        return found
+
+    def _move(self, t: _Due, p: PlannedDeadline) -> dict[str, object] | None:
+        """Apply a recounted deadline; the change as timeline data, or None if none."""
+        s = t.summons
+        if s is not None:
+            current = s.report_in_due if t.clock == Clock.REPORT_IN else s.sign_off_due
+            if current != t.due or t.clock not in s.provisional or not s.status.is_open:
+                return None  # moved or settled while it was recounted
+            fired = self._escalation(s, t.clock, t.due) is not None
+        else:
+            if self.s.feedback_due != t.due or self.s.status != CaseStatus.AWAITING_FEEDBACK:
+                return None
+            fired = False  # a fired feedback clock closed the case
+        change: dict[str, object] = {"department": s.department if s else None,
+                                     "clock": str(t.clock), "from": t.due.isoformat()}
+        if fired:
+            if p.provisional:
+                return None  # still not official: nothing to say yet
+            change |= {"kept": "fired", "official_due": p.due.isoformat()}
+        elif p.due == t.due and p.provisional:
+            return None
+        else:
+            change |= {"to": p.due.isoformat(), "provisional": p.provisional}
+        if s is None:
+            self.s.feedback_provisional = p.provisional
+            self.s.feedback_due = p.due
+            return change
+        if not p.provisional or fired:
+            s.provisional.remove(t.clock)
+        if not fired:
+            if t.clock == Clock.REPORT_IN:
+                s.report_in_due = p.due
+            else:
+                s.sign_off_due = p.due
+            if t.due in s.warned:  # the warning given stays given for the moved due
+                s.warned[s.warned.index(t.due)] = p.due
+        return change
 
     @workflow.update
     async def opened(self) -> OpenedResult:
@@ -629,9 +928,30 @@ class CaseWorkflow:
                                f"department {department} cannot {what}: {hint}")
         return s
 
+    def _expect_going(self, what: str) -> None:
+        """Refuse a step that would change the case's stage while it waits for its planning
+        or while another such step is planning."""
+        if self.s.attention is not None and not self.s.summonses:
+            raise StepRejected("needs_attention",
+                               f"cannot {what}: the case's departments are not summoned yet "
+                               f"({self.s.attention.reason}); retry its planning first")
+        if self._busy & {"step:outcome", "step:recompute"}:
+            raise StepRejected("step_in_progress",
+                               f"cannot {what}: another step is being planned; try again")
+
+    @contextlib.asynccontextmanager
+    async def _planning(self, *marks: str) -> AsyncIterator[None]:
+        """Mark a step as planning (validators of conflicting steps see it)."""
+        self._busy |= set(marks)
+        try:
+            yield
+        finally:
+            self._busy -= set(marks)
+
     def _expect_summonable(self, code: str) -> None:
         current = self.s.current(code)
-        if code in self._summoning or (current and current.status.is_open):
+        if code in self._summoning or f"summon:{code}" in self._busy \
+                or (current and current.status.is_open):
             raise StepRejected("already_summoned",
                                f"department {code} is already summoned to this case")
 
@@ -649,31 +969,48 @@ class CaseWorkflow:
 
     async def _summon(self, departments: list[DepartmentRef], actor: str, reason: str | None
                       ) -> None:
+        """吹哨: plan both clocks from now and summon `departments` (a step that cannot be
+        planned is refused, nothing summoned)."""
         codes = {d.code for d in departments}
         self._summoning |= codes
         try:
-            now = workflow.now()
-            report_in_due, sign_off_due = await self._deadlines(
-                now, [self._policy.clock("report_in"), self._policy.clock("sign_off")]
-            )
+            now, planned = workflow.now(), await self._plan_summonses_or_refuse()
         finally:
             self._summoning -= codes
+        self._add_summonses(departments, now, planned, actor, reason)
+
+    async def _plan_summonses(self, now: datetime) -> tuple[PlannedDeadline, PlannedDeadline]:
+        """The report-in and sign-off deadlines of a summons made `now`."""
+        [[report_in, sign_off]] = await self._plan([DeadlineRequest(
+            start=now, clocks=[self._policy.clock("report_in"), self._policy.clock("sign_off")])])
+        return report_in, sign_off
+
+    async def _plan_summonses_or_refuse(self) -> tuple[PlannedDeadline, PlannedDeadline]:
+        try:
+            return await self._plan_summonses(workflow.now())
+        except PlanningFailed as e:
+            raise StepRejected("planning_failed", f"deadlines cannot be planned now: "
+                               f"{e.reason}") from e
+
+    def _add_summonses(self, departments: list[DepartmentRef], now: datetime,
+                       planned: tuple[PlannedDeadline, PlannedDeadline], actor: str,
+                       reason: str | None) -> None:
+        report_in, sign_off = planned
+        provisional = [c for c, p in ((Clock.REPORT_IN, report_in), (Clock.SIGN_OFF, sign_off))
+                       if p.provisional]
         for d in departments:
             previous = self.s.current(d.code)
             self.s.summonses.append(Summons(
                 department=d.code, supervisor=d.supervisor, lead=d.lead,
-                round=previous.round + 1 if previous else 1,
-                summoned_at=now, report_in_due=report_in_due, sign_off_due=sign_off_due,
+                round=previous.round + 1 if previous else 1, summoned_at=now,
+                report_in_due=report_in.due, sign_off_due=sign_off.due,
+                report_in_clock=self._policy.clock("report_in"),
+                sign_off_clock=self._policy.clock("sign_off"), provisional=list(provisional),
             ))
-            seq = self._event(EventKind.SUMMONED, actor, d.code, reason=reason,
-                              report_in_due=report_in_due, sign_off_due=sign_off_due,
-                              lead=d.lead or None)
+            seq = self._event(EventKind.SUMMONED, actor, d.code, at=now, reason=reason,
+                              report_in_due=report_in.due, sign_off_due=sign_off.due,
+                              lead=d.lead or None, provisional=provisional or None)
             self._notify(seq, f"department:{d.code}")
-
-    async def _deadlines(self, start: datetime, clocks: list[ClockSpec]) -> list[datetime]:
-        return await self._read(ActivityName.PLAN_DEADLINES,
-                                DeadlineRequest(start=start, clocks=clocks),
-                                list[datetime])  # type: ignore[arg-type]
 
     def _close(self, reason: CloseReason, actor: str, **data: object) -> None:
         self.s.status = CaseStatus.CLOSED
@@ -681,11 +1018,13 @@ class CaseWorkflow:
         self.s.closed_at = workflow.now()
         self._event(EventKind.CLOSED, actor, None, reason=reason, **data)
 
-    def _event(self, kind: EventKind, actor: str, department: str | None, /, **data: object
-               ) -> int:
+    def _event(self, kind: EventKind, actor: str, department: str | None, /, *,
+               at: datetime | None = None, **data: object) -> int:
+        """Append a timeline event; `at` (default now) is the step's own time where the
+        step waited for its planning first."""
         seq = (self.s.events[-1].seq if self.s.events else 0) + 1
         self.s.events.append(CaseEvent(
-            seq=seq, kind=kind, at=workflow.now(), actor=actor, department=department,
+            seq=seq, kind=kind, at=at or workflow.now(), actor=actor, department=department,
             data={k: _plain(v) for k, v in data.items() if v is not None},
         ))
         return seq
@@ -744,6 +1083,10 @@ _SA_UPDATE: dict[str, Callable[[object], object]] = {
 
 CLOCK_WARNINGS = "clock-warnings"  # the patch id of early warnings
 LOCAL_READS = "local-reads"  # the patch id of policy and deadlines as local activities
+# The patch id of provisional calendars: planning says which deadlines are provisional and
+# gives up (the case needing attention) instead of retrying unseen; a case is recorded before
+# its summonses are planned; ladder steps may count working days.
+PROVISIONAL_CALENDAR = "provisional-calendar"
 
 _USUAL_RECIPIENTS = {
     LadderAction.REMIND: [Recipient.DEPARTMENT],

@@ -49,6 +49,10 @@ class ReorderedCaseWorkflow(CaseWorkflow):
         await workflow.sleep(1)
         await super()._open()
 
+    async def _open_before_calendars(self) -> None:
+        await workflow.sleep(1)
+        await super()._open_before_calendars()
+
 
 async def test_a_non_deterministic_change_is_caught():
     replayer = Replayer(workflows=[ReorderedCaseWorkflow],

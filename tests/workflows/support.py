@@ -81,7 +81,7 @@ def worker_on(client: Client, engine: Engine, task_queue: str, *activities: Any,
     replace the standard ones of the same name; `options` go to `Worker`."""
     acts = CaseActivities(engine, POLICY)
     standard = {f.__temporal_activity_definition.name: f  # type: ignore[attr-defined]
-                for f in (acts.load_policy, acts.plan_deadlines, acts.project_case)}
+                for f in acts.all()}
     for f in activities:
         standard[f.__temporal_activity_definition.name] = f
     return Worker(client, task_queue=task_queue, workflows=[CaseWorkflow],

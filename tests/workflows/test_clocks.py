@@ -8,7 +8,7 @@ repeating every 48 h."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -41,12 +41,13 @@ from whistle.domain import (
     Clock,
     ClockSpec,
     CloseReason,
-    DeadlineRequest,
     EventKind,
     ExtensionStatus,
     LadderAction,
     Level,
     OutcomeKind,
+    PlannedDeadline,
+    PlanRequest,
 )
 
 H = timedelta(hours=1)
@@ -344,20 +345,30 @@ async def test_no_feedback_within_168h_closes_the_case(
 async def test_working_day_clocks_are_planned_by_the_calendar_activity(
         time_env: WorkflowEnvironment, engine: Engine, cases: Cases) -> None:
     """An environment case's sign-off clock is 10 working days: the workflow hands the
-    clock spec to plan_deadlines and uses the deadline it returns, unchanged."""
-    seen: list[DeadlineRequest] = []
+    clock spec to plan_clocks and uses the deadline it returns, unchanged, with its
+    provisional mark kept on the summons, the timeline and the read model."""
+    seen: list[PlanRequest] = []
 
-    @activity.defn(name=ActivityName.PLAN_DEADLINES)
-    def plan_deadlines(req: DeadlineRequest) -> list[datetime]:
+    @activity.defn(name=ActivityName.PLAN_CLOCKS)
+    def plan_clocks(req: PlanRequest) -> list[list[PlannedDeadline]]:
         seen.append(req)
-        return [req.start + timedelta(days=3 + i) for i, _ in enumerate(req.clocks)]
+        return [[PlannedDeadline(due=r.start + timedelta(days=3 + i),
+                                 provisional=c.working_days is not None)
+                 for i, c in enumerate(r.clocks)] for r in req.requests]
 
-    async with worker_on(time_env.client, engine, fresh_queue(), plan_deadlines) as worker:
+    async with worker_on(time_env.client, engine, fresh_queue(), plan_clocks) as worker:
         h = await cases.start(worker, ["xjk-law-enforcement"], category="environment")
-        summons = (await state(h)).summonses[0]
-    assert seen[0].clocks == [ClockSpec(hours=24), ClockSpec(working_days=10)]
-    assert summons.report_in_due == seen[0].start + timedelta(days=3)
-    assert summons.sign_off_due == seen[0].start + timedelta(days=4)
+        s = await state(h)
+    [request] = seen[0].requests
+    assert request.clocks == [ClockSpec(hours=24), ClockSpec(working_days=10)]
+    summons = s.summonses[0]
+    assert summons.report_in_due == request.start + timedelta(days=3)
+    assert summons.sign_off_due == request.start + timedelta(days=4)
+    assert summons.provisional == [Clock.SIGN_OFF]
+    assert one(events(s, EventKind.SUMMONED)).data["provisional"] == ["sign_off"]
+    [row] = db_summonses(engine, s.case_id)
+    assert (row.report_in_provisional, row.sign_off_provisional) == (False, True)
+    assert not db_case(engine, s.case_id).provisional  # report-in (not provisional) runs now
 
 
 # --- early warning (预警) -------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -51,11 +51,12 @@ from whistle.domain import (
     CaseStatus,
     CloseCase,
     CloseReason,
-    DeadlineRequest,
     DecideExtension,
     EventKind,
     Level,
     OutcomeKind,
+    PlannedDeadline,
+    PlanRequest,
     Projection,
     RecordFeedback,
     RecordOutcome,
@@ -296,13 +297,13 @@ async def test_steps_sent_while_a_summons_is_planned(
     planning, started = threading.Event(), threading.Event()
     planning.set()
 
-    @activity.defn(name=ActivityName.PLAN_DEADLINES)
-    def plan_deadlines(req: DeadlineRequest) -> list[datetime]:
+    @activity.defn(name=ActivityName.PLAN_CLOCKS)
+    def plan_clocks(req: PlanRequest) -> list[list[PlannedDeadline]]:
         started.set()
         planning.wait(30)
-        return acts.plan_deadlines(req)
+        return acts.plan_clocks(req)
 
-    async with worker_on(time_env.client, engine, fresh_queue(), plan_deadlines) as worker:
+    async with worker_on(time_env.client, engine, fresh_queue(), plan_clocks) as worker:
         h = await cases.start(worker, [POLICE])
         await settle_all(h, POLICE)
         planning.clear()
