@@ -26,6 +26,7 @@ from activities.notify import NotifyActivities
 from whistle import digests, logs, metrics
 from whistle.channels import SmtpConfig
 from whistle.db import make_engine, migrate
+from whistle.policy import load_policy
 from whistle.settings import Settings, get_settings
 from workflows.case import CaseWorkflow
 from workflows.delivery import DeliveryConfig, DeliveryWorkflow, start_dispatcher
@@ -123,7 +124,11 @@ def serve_metrics(settings: Settings, engine: Engine
     with socket.socket() as s:  # a free loopback port for the SDK's own exporter
         s.bind(("127.0.0.1", 0))
         sdk_port = s.getsockname()[1]
-    reg = metrics.registry(engine, sdk_metrics_url=f"http://127.0.0.1:{sdk_port}/metrics")
+    # The calendar gauge reads the policy file as it is at the scrape (cached a minute), as
+    # the activities do: a `calendar:` block added for next year shows without a restart.
+    reg = metrics.registry(engine, sdk_metrics_url=f"http://127.0.0.1:{sdk_port}/metrics",
+                           policy=lambda: load_policy(settings.policy_file),
+                           timezone=settings.timezone)
     try:
         server, _thread = start_http_server(settings.worker_metrics_port,
                                             addr=settings.worker_metrics_host, registry=reg)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlmodel import Session
 from starlette.datastructures import Headers, MutableHeaders
@@ -26,6 +28,7 @@ from api.routes import audit, auth, cases, channels, digests, reference, routing
 from api.schemas import ERRORS
 from whistle import logs
 from whistle.db import make_engine, migrate
+from whistle.horizon import calendar_horizon
 from whistle.policy import load_policy
 from whistle.settings import Settings, get_settings
 
@@ -38,12 +41,29 @@ DB_STATEMENT_SECONDS = 20.0
 health_router = APIRouter(tags=["health"])
 
 
+class CalendarHealth(BaseModel):
+    """How far the official working-day calendar reaches (README, "Working days and the
+    calendar"): deadlines counted beyond `official_until` are provisional (暂定)."""
+
+    official_until: date | None
+    days_left: int | None
+    short: bool  # too close to the latest due a case opened today could get (whistle/horizon.py)
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    calendar: CalendarHealth
+
+
 @health_router.get("/health")
-def health(request: Request, _: Public) -> dict[str, str]:
-    """The API is up and reaches its database."""
+def health(request: Request, _: Public) -> Health:
+    """The API is up and reaches its database; how far the official calendar reaches."""
     with Session(request.app.state.engine) as session:
         session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-    return {"status": "ok"}
+    h = calendar_horizon(request.app.state.policy, datetime.now(UTC),
+                         request.app.state.settings.timezone)
+    return Health(calendar=CalendarHealth(official_until=h.official_until,
+                                          days_left=h.days_left, short=h.short))
 
 
 # Every route of the API, by router: the app serves these, and the route × role test reads

@@ -1,6 +1,6 @@
 """The API's observability: GET /metrics (Prometheus text: HTTP request counts and latency
-by route template and status, plus the business gauges) and the case id of a request on
-its log lines.
+by route template and status, plus the business gauges and the official calendar's reach)
+and the case id of a request on its log lines.
 
 /metrics is served on the API's port but outside /api/v1 and not in the OpenAPI document.
 Who may scrape: with WHISTLE_METRICS_TOKEN set, only `Authorization: Bearer <token>`;
@@ -29,7 +29,8 @@ _CASE_IN_PATH = re.compile(r"/cases/([0-9a-f]{16})(?:/|$)")
 def install(app: FastAPI, settings: Settings, api_prefix: str) -> None:
     """Add the request metrics middleware and GET /metrics to `app`. Routes of the
     routers included under `api_prefix` know only their own path: it is prefixed."""
-    registry = metrics.registry(lambda: app.state.engine)
+    registry = metrics.registry(lambda: app.state.engine, policy=lambda: app.state.policy,
+                                timezone=settings.timezone)
     http = metrics.HttpMetrics(registry)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     app.add_middleware(_Observe, http=http, api_prefix=api_prefix)

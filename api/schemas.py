@@ -119,6 +119,14 @@ class TakeOverBody(Body):
     reason: LongText
 
 
+class RecomputeBody(Body):
+    reason: Note | None = None
+
+
+class RetryPlanningBody(Body):
+    pass
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -177,6 +185,9 @@ class SummonsOut(BaseModel):
     summoned_at: Local
     report_in_due: Local
     sign_off_due: Local
+    # 暂定: the due counted over a year whose official calendar is not published yet
+    report_in_provisional: bool = False
+    sign_off_provisional: bool = False
     next_due: Local | None
     reported_in_at: Local | None
     signed_off_at: Local | None
@@ -212,6 +223,9 @@ class CaseOut(BaseModel):
     source_channel: str
     departments: list[str]
     overdue: bool
+    provisional: bool = False  # a running clock's due is provisional (暂定)
+    attention: str | None = None  # 需人工处理: why the case cannot go on by itself
+    attention_since: Local | None = None
     unresolved_at_top: bool
     outcome_kind: str | None
     satisfaction: str | None
@@ -221,6 +235,7 @@ class CaseOut(BaseModel):
     opened_at: Local
     updated_at: Local
     feedback_due: Local | None
+    feedback_due_provisional: bool = False
     closed_at: Local | None
 
 

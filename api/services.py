@@ -227,13 +227,18 @@ def case_detail(*, session: Session, settings: Settings, case_id: str) -> CaseDe
 def list_cases(*, session: Session, filters: dict[str, Any], scope: ColumnElement[bool],
                limit: int, offset: int) -> Page[CaseOut]:
     """Cases within `scope` (what the caller may read) matching `filters` (status, level,
-    category, department, jurisdiction, overdue), newest first."""
+    category, department, jurisdiction, overdue, provisional, attention), newest first."""
     q = select(CaseRecord).where(scope)
     for name in ("status", "level", "category"):
         if filters.get(name) is not None:
             q = q.where(getattr(CaseRecord, name) == filters[name])
     if filters.get("overdue") is not None:
         q = q.where(CaseRecord.overdue == filters["overdue"])
+    if filters.get("provisional") is not None:
+        q = q.where(CaseRecord.provisional == filters["provisional"])
+    if filters.get("attention") is not None:
+        needs = col(CaseRecord.attention).is_not(None)
+        q = q.where(needs if filters["attention"] else ~needs)
     if filters.get("department") is not None:
         summoned = select(SummonsRecord.case_id).where(
             SummonsRecord.department == filters["department"])

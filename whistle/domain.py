@@ -472,17 +472,16 @@ class Summons(Message):
     sign_off_clock: ClockSpec | None = None
     provisional: list[Clock] = Field(default_factory=list)
 
-    @property
-    def running(self) -> tuple[Clock, datetime] | None:
-        """The clock running now and its due; None once the summons is settled."""
-        if self.status == SummonsStatus.SUMMONED:
-            return Clock.REPORT_IN, self.report_in_due
-        if self.status == SummonsStatus.REPORTED_IN:
-            return Clock.SIGN_OFF, self.sign_off_due
-        return None
-
     def is_provisional(self, clock: Clock) -> bool:
         return clock in self.provisional
+
+    def pending_provisional(self) -> list[Clock]:
+        """The clocks still to run out whose due is provisional (none once settled)."""
+        if self.status == SummonsStatus.SUMMONED:
+            return list(self.provisional)
+        if self.status == SummonsStatus.REPORTED_IN:
+            return [c for c in self.provisional if c == Clock.SIGN_OFF]
+        return []
 
     @property
     def overdue(self) -> bool:
@@ -582,11 +581,11 @@ class CaseState(Message):
 
     @property
     def provisional(self) -> bool:
-        """A clock running now has a provisional due (暂定)."""
+        """A clock still to run out has a provisional due (暂定): an open summons' report-in
+        (before it reports in) or sign-off, or the feedback clock."""
         if self.status == CaseStatus.AWAITING_FEEDBACK and self.feedback_provisional:
             return True
-        return any(s.running is not None and s.is_provisional(s.running[0])
-                   for s in self.summonses)
+        return any(s.pending_provisional() for s in self.open_summonses())
 
     def current(self, department: str) -> Summons | None:
         """The latest summons of `department`, or None if it was never summoned."""

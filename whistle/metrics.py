@@ -1,6 +1,7 @@
 """Prometheus metrics: the business gauges (from the read model, computed when scraped and
-cached briefly), the Temporal SDK's runtime metrics re-exported, and the HTTP metrics of
-the API. Each process builds its own registry (`registry(...)`)."""
+cached briefly), the reach of the official working-day calendar (from the policy alone, so
+it is there when the database is down), the Temporal SDK's runtime metrics re-exported,
+and the HTTP metrics of the API. Each process builds its own registry (`registry(...)`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from whistle.domain import CaseStatus, EventKind, SummonsStatus
+from whistle.horizon import MARGIN_DAYS, calendar_horizon
 from whistle.models import (
     CaseEventRecord,
     CaseRecord,
@@ -27,14 +29,16 @@ from whistle.models import (
     OutboxMessage,
     SummonsRecord,
 )
+from whistle.policy import Policy
 
 log = logging.getLogger("whistle.metrics")
 ESCALATION_DAYS = 7  # escalations per day, for the last this many days (UTC days)
 
 
 class BusinessCollector(Collector):
-    """Open cases by level, overdue summonses by department, escalations per day, and
-    the delivery backlog; one short query each, at most every `cache_seconds`."""
+    """Open cases by level, overdue summonses by department, escalations per day, the
+    delivery backlog, and open cases needing attention or with provisional deadlines; one
+    short query each, at most every `cache_seconds`."""
 
     def __init__(self, engine: Engine | Callable[[], Engine], cache_seconds: float = 15.0
                  ) -> None:
@@ -68,6 +72,12 @@ class BusinessCollector(Collector):
         pending = GaugeMetricFamily("whistle_notifications_pending",
                                     "notifications not yet delivered, by state",
                                     labels=["state"])
+        attention = GaugeMetricFamily("whistle_cases_needing_attention",
+                                      "open cases that cannot go on by themselves "
+                                      "(需人工处理: planning failed)")
+        provisional = GaugeMetricFamily("whistle_cases_provisional",
+                                        "open cases with a clock still to run whose due is "
+                                        "provisional (暂定)")
         up = GaugeMetricFamily("whistle_read_model_up",
                                "1 when the read model answered the last scrape")
         since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - \
@@ -98,8 +108,49 @@ class BusinessCollector(Collector):
             for status, n in s.exec(select(NotificationDelivery.status, func.count())
                                     .group_by(col(NotificationDelivery.status))):
                 pending.add_metric([f"delivery_{status}"], n)
+            still_open = CaseRecord.status != CaseStatus.CLOSED
+            attention.add_metric([], s.exec(select(func.count()).select_from(CaseRecord).where(
+                still_open, col(CaseRecord.attention).is_not(None))).one())
+            provisional.add_metric([], s.exec(select(func.count()).select_from(CaseRecord).where(
+                still_open, CaseRecord.provisional == True)).one())  # noqa: E712
         up.add_metric([], 1)
-        return [open_cases, overdue, escalations, pending, up]
+        return [open_cases, overdue, escalations, pending, attention, provisional, up]
+
+
+class CalendarCollector(Collector):
+    """Days left on the official working-day calendar, and whether that is short of the
+    policy's longest clock (whistle/horizon.py). Needs the policy only, never the database;
+    computed at most every `cache_seconds` (the day changes slowly)."""
+
+    def __init__(self, policy: Callable[[], Policy], timezone: str,
+                 cache_seconds: float = 60.0) -> None:
+        self.policy_of, self.timezone = policy, timezone
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
+                try:
+                    self._cached = (time.monotonic(), self._measure())
+                except Exception:  # a broken policy file must not fail the whole scrape
+                    log.exception("calendar metrics unavailable")
+                    return iter(())
+            return iter(self._cached[1])
+
+    def _measure(self) -> list[Metric]:
+        h = calendar_horizon(self.policy_of(), datetime.now(UTC), self.timezone)
+        days = GaugeMetricFamily("whistle_calendar_official_until_days",
+                                 "days from today to the last day of the official working-day "
+                                 "calendar (negative: passed; deadlines beyond are provisional)")
+        short = GaugeMetricFamily("whistle_calendar_short",
+                                  f"1 when the official calendar ends less than {MARGIN_DAYS} "
+                                  "days after the latest deadline a case opened today could get")
+        if h.days_left is not None:
+            days.add_metric([], h.days_left)
+        short.add_metric([], int(h.short))
+        return [days, short]
 
 
 class ForwardedCollector(Collector):
@@ -135,11 +186,15 @@ class HttpMetrics:
         self.latency.labels(method, route).observe(seconds)
 
 
-def registry(engine: Engine | Callable[[], Engine], *, sdk_metrics_url: str | None = None
+def registry(engine: Engine | Callable[[], Engine], *, sdk_metrics_url: str | None = None,
+             policy: Callable[[], Policy] | None = None, timezone: str = "Asia/Shanghai"
              ) -> CollectorRegistry:
-    """A registry with the business gauges (and the SDK's metrics, for the worker)."""
+    """A registry with the business gauges, the calendar's reach when given the `policy`
+    (read when scraped), and the SDK's metrics, for the worker."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(BusinessCollector(engine))
+    if policy is not None:
+        reg.register(CalendarCollector(policy, timezone))
     if sdk_metrics_url:
         reg.register(ForwardedCollector(sdk_metrics_url))
     return reg

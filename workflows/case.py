@@ -20,6 +20,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from whistle import search_attributes as sa
@@ -176,8 +177,10 @@ class CaseWorkflow:
             return await workflow.execute_local_activity(
                 name, arg, result_type=result_type, start_to_close_timeout=_IO_TIMEOUT,
                 retry_policy=_PLAN_RETRY)
-        except ActivityError as e:
-            cause = e.cause
+        except (ActivityError, ApplicationError, ActivityTimeout) as e:
+            # A local activity's last failure arrives as itself (ApplicationError), not
+            # wrapped in an ActivityError as a remote activity's does.
+            cause = e.cause if isinstance(e, ActivityError) else e
             raise PlanningFailed(cause.message if isinstance(cause, ApplicationError)
                                  else str(cause or e)) from e
 
@@ -830,11 +833,10 @@ class CaseWorkflow:
         they were counted from."""
         found = []
         for s in self.s.open_summonses():
-            for clock, due, length in ((Clock.REPORT_IN, s.report_in_due, s.report_in_clock),
-                                       (Clock.SIGN_OFF, s.sign_off_due, s.sign_off_clock)):
-                if clock == Clock.REPORT_IN and s.status != SummonsStatus.SUMMONED:
-                    continue  # reported in: that clock is over
-                if clock in s.provisional and length is not None:
+            for clock in s.pending_provisional():
+                due, length = ((s.report_in_due, s.report_in_clock) if clock == Clock.REPORT_IN
+                               else (s.sign_off_due, s.sign_off_clock))
+                if length is not None:
                     found.append(_Due(clock, due, s.summoned_at, length, s))
         outcome = self.s.outcome
         if (self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_provisional

@@ -37,8 +37,10 @@ from api.schemas import (
     OutcomeBody,
     Page,
     PendingOut,
+    RecomputeBody,
     RedispatchBody,
     ReportInBody,
+    RetryPlanningBody,
     ReturnBody,
     SignOffBody,
     StepOut,
@@ -54,11 +56,13 @@ from whistle.domain import (
     Code,
     DecideExtension,
     Level,
+    RecomputeDeadlines,
     RecordFeedback,
     RecordOutcome,
     Redispatch,
     ReportIn,
     RequestExtension,
+    RetryPlanning,
     ReturnSummons,
     SignOff,
     SummonMore,
@@ -148,6 +152,9 @@ def list_cases(
     department: Code | None = None,
     jurisdiction: Annotated[Code | None, Query(description="this node and below")] = None,
     overdue: bool | None = None,
+    provisional: Annotated[bool | None, Query(description="a running clock's due is "
+                                              "provisional (暂定)")] = None,
+    attention: Annotated[bool | None, Query(description="needs attention (需人工处理)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page[CaseOut]:
@@ -159,6 +166,8 @@ def list_cases(
         department=department,
         jurisdiction=jurisdiction,
         overdue=overdue,
+        provisional=provisional,
+        attention=attention,
     )
     return services.list_cases(session=session, filters=filters, scope=case_scope(who),
                                limit=limit, offset=offset)
@@ -297,3 +306,26 @@ async def take_over(case_id: CaseId, body: TakeOverBody, steps: StepsDep, who: T
     they act on it as its coordinator."""
     return await steps.send(case_id, CaseWorkflow.take_over,
                             TakeOver(actor=who.username, reason=body.reason))
+
+
+@router.post("/{case_id}/deadlines/recompute", response_model=StepOut)
+async def recompute_deadlines(case_id: CaseId, steps: StepsDep, who: Coordinator,
+                              body: RecomputeBody | None = None) -> StepOut:
+    """期限重算: count the case's provisional (暂定) deadlines again on the calendar known
+    now, after an official arrangement was added; what moved is recorded as a step, and a
+    clock that already fired stays fired. 409 `nothing_provisional` or `deadlines_unchanged`
+    when there is nothing to move."""
+    return await steps.send(case_id, CaseWorkflow.recompute_deadlines,
+                            RecomputeDeadlines(actor=who.username,
+                                               reason=body.reason if body else None))
+
+
+@router.post("/{case_id}/planning/retry", response_model=StepOut)
+async def retry_planning(case_id: CaseId, steps: StepsDep, who: Coordinator,
+                         body: RetryPlanningBody | None = None) -> StepOut:
+    """恢复办理: retry the planning a case needing attention (需人工处理) waits for, once its
+    cause is mended; on success the intake's departments are summoned. 409
+    `planning_failed` (with the reason) when it fails again, `nothing_to_retry` when the
+    case is not waiting."""
+    return await steps.send(case_id, CaseWorkflow.retry_planning,
+                            RetryPlanning(actor=who.username))

@@ -65,6 +65,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/cases/{case_id}/policy"): {"coordinator"},
     ("POST", "/api/v1/cases/{case_id}/facts"): {"coordinator", "grid_worker"},
     ("POST", "/api/v1/cases/{case_id}/take-over"): {"supervisor"},
+    ("POST", "/api/v1/cases/{case_id}/deadlines/recompute"): {"coordinator"},
+    ("POST", "/api/v1/cases/{case_id}/planning/retry"): {"coordinator"},
     ("GET", "/api/v1/audit/cases/{case_id}/history"): {"auditor"},
     ("GET", "/api/v1/audit/cases/{case_id}/replay"): {"auditor"},
     ("GET", "/api/v1/audit/cases/{case_id}/timeline"): {"auditor"},

@@ -15,26 +15,35 @@ proving that running cases still replay. Without a tag, files of the same name a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+import yaml
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.helpers import case_state, new_worker, start_case
+from tests.helpers import POLICY, SAMPLE_POLICY, case_state, new_worker, start_case
 from tests.workflows import support as s
-from whistle import search_attributes
+from whistle import search_attributes, workdays
 from whistle.db import make_engine, migrate
-from whistle.domain import Level, OutcomeKind, Satisfaction
+from whistle.domain import (
+    Level,
+    OutcomeKind,
+    RecomputeDeadlines,
+    RetryPlanning,
+    Satisfaction,
+)
 from whistle.reference import load_reference
 from whistle.settings import DATA_DIR
+from workflows.case import CaseWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 TAG = f"@{sys.argv[1]}" if len(sys.argv) > 1 and sys.argv[1] else ""
@@ -133,9 +142,74 @@ async def taken_over_with_facts(env: WorkflowEnvironment, w: Worker, engine: obj
     return h
 
 
+async def working_day_ladder(env: WorkflowEnvironment, w: Worker, engine: object
+                             ) -> WorkflowHandle:
+    """The sample policy's ladder, in working days (督办 and 提级 planned by the calendar)."""
+    async with new_worker(env.client, engine, SAMPLE_POLICY) as own:  # type: ignore[arg-type]
+        st = case_state(engine, ["xjk-law-enforcement"], category="environment")  # type: ignore[arg-type]
+        h = await start_case(env.client, own, st)
+        await s.skip(env, days=10)
+        await s.report_in(h, "xjk-law-enforcement")  # late
+        await s.record_outcome(h, OutcomeKind.WITHDRAWN)
+        await h.result()
+    return h
+
+
+async def needs_attention_retried(env: WorkflowEnvironment, w: Worker, engine: object
+                                  ) -> WorkflowHandle:
+    """The policy file is broken when the case opens: it opens needing attention; a retry
+    fails, the file is mended, the next retry summons the intake's department."""
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "policy.yaml"
+        policy.write_text("version: broken\ndefaults: {}\n", encoding="utf-8")
+        async with new_worker(env.client, engine, policy) as own:  # type: ignore[arg-type]
+            st = case_state(engine, ["xjk-police"], category="neighbour")  # type: ignore[arg-type]
+            h = await start_case(env.client, own, st)
+            retry = RetryPlanning(actor=s.COORDINATOR)
+            with contextlib.suppress(WorkflowUpdateFailedError):
+                await h.execute_update(CaseWorkflow.retry_planning, retry)
+            policy.write_text(POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+            await h.execute_update(CaseWorkflow.retry_planning, retry)
+            await s.settle_all(h, "xjk-police")
+            await s.record_outcome(h, OutcomeKind.ADMINISTRATIVE_RESOLUTION)
+            await s.close(h)
+            await h.result()
+    return h
+
+
+async def deadlines_recomputed(env: WorkflowEnvironment, w: Worker, engine: object
+                               ) -> WorkflowHandle:
+    """A sign-off clock of 250 working days reaches a year with no published arrangement
+    (provisional); a TEST-DATA arrangement is added for each such year (its statutory
+    holidays plus one made-up day off) and the case's deadlines are recomputed."""
+    doc = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    doc["categories"]["environment"]["sign_off_working_days"] = 250
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "policy.yaml"
+        policy.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        async with new_worker(env.client, engine, policy) as own:  # type: ignore[arg-type]
+            st = case_state(engine, ["xjk-law-enforcement"], category="environment")  # type: ignore[arg-type]
+            h = await start_case(env.client, own, st)
+            start = (await s.state(h)).opened_at
+            assert start is not None
+            doc["calendar"] = {  # TEST DATA: never the State Council's arrangement
+                year: {"holidays": [*workdays.statutory_holidays(year), date(year, 3, 3)]}
+                for year in range(start.year, start.year + 3)
+                if workdays.source(year) == workdays.Source.PROVISIONAL}
+            policy.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+            await h.execute_update(CaseWorkflow.recompute_deadlines, RecomputeDeadlines(
+                actor=s.COORDINATOR, reason="arrangement published (test data)"))
+            await s.settle_all(h, "xjk-law-enforcement")
+            await s.record_outcome(h, OutcomeKind.ADMINISTRATIVE_RESOLUTION)
+            await s.close(h)
+            await h.result()
+    return h
+
+
 SCENARIOS: list[Scenario] = [worked_example, ladder_to_the_top, extension_and_no_feedback,
                              return_and_redispatch, reopen_then_unsatisfied, unresolved_rises,
-                             taken_over_with_facts]
+                             taken_over_with_facts, working_day_ladder, needs_attention_retried,
+                             deadlines_recomputed]
 # ONLY=name,name records just those scenarios ("continue_as_new" included by name).
 ONLY = {n for n in os.environ.get("ONLY", "").split(",") if n}
 

@@ -27,7 +27,8 @@ def test_there_is_a_history_for_every_path():
     names = {p.stem.split(".")[0].split("@")[0] for p in HISTORIES}
     assert names >= {"worked_example", "ladder_to_the_top", "extension_and_no_feedback",
                      "return_and_redispatch", "reopen_then_unsatisfied", "unresolved_rises",
-                     "continue_as_new", "taken_over_with_facts"}
+                     "continue_as_new", "taken_over_with_facts", "working_day_ladder",
+                     "needs_attention_retried", "deadlines_recomputed"}
     assert len([p for p in HISTORIES if p.stem.startswith("continue_as_new.run")]) >= 2
 
 
