@@ -698,6 +698,7 @@ class CaseWorkflow:
             self.s.reopen_count += 1
             self.s.status = CaseStatus.OPEN
             self.s.outcome = self.s.feedback_due = None
+            self.s.feedback_provisional = False
             self._event(EventKind.REOPENED, step.actor, None, reopen_count=self.s.reopen_count)
             self._notify(seq, f"centre:{self.s.owner}")
         else:
