@@ -15,6 +15,7 @@ from api.web.core import (
     LANG_COOKIE,
     SESSION_COOKIE,
     Viewer,
+    calendar_warning,
     lang_of,
     posted,
     render,
@@ -37,10 +38,11 @@ HOME = {Role.COORDINATOR: "/cases", Role.GRID_WORKER: "/cases", Role.SUPERVISOR:
 
 @router.get("/")
 def home(request: Request, who: Viewer) -> Response:
-    """The start page of the user's role."""
+    """The start page of the user's role (an admin's, without case pages, warns when the
+    official holiday calendar runs out soon)."""
     if who.role in HOME:
         return RedirectResponse(HOME[who.role], status_code=303)
-    return render(request, "home.html")
+    return render(request, "home.html", horizon=calendar_warning(request, who))
 
 
 @router.get("/login")

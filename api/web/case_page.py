@@ -27,8 +27,10 @@ from api.schemas import (
     ExtensionDecisionBody,
     FeedbackBody,
     OutcomeBody,
+    RecomputeBody,
     RedispatchBody,
     ReportInBody,
+    RetryPlanningBody,
     ReturnBody,
     SignOffBody,
     SummonBody,
@@ -47,18 +49,20 @@ from api.web.core import (
     render,
     text,
 )
-from api.web.describe import refusal_text, warned_dues, was_warned
-from api.web.i18n import gettext
+from api.web.describe import duration, refusal_text, warned_dues, was_warned
+from api.web.i18n import N_, gettext
 from whistle.domain import (
     AddFact,
     CloseCase,
     DecideExtension,
     OutcomeKind,
+    RecomputeDeadlines,
     RecordFeedback,
     RecordOutcome,
     Redispatch,
     ReportIn,
     RequestExtension,
+    RetryPlanning,
     ReturnSummons,
     Satisfaction,
     SignOff,
@@ -68,7 +72,7 @@ from whistle.domain import (
 from whistle.identity import Principal
 from whistle.models import CaseRecord, Department
 from whistle.policy import Policy
-from workflows.case import CaseWorkflow
+from workflows.case import RETRY_PLANNING, CaseWorkflow
 
 router = APIRouter(include_in_schema=False)
 
@@ -110,19 +114,44 @@ def show_case(request: Request, session: Session, settings: Any, policy: Policy,
               if was_warned(warnings, "", s.department,
                             s.report_in_due if s.status == "summoned" else s.sign_off_due)}
     mine = who.department if may(who, Permission.SUMMONS_ACT, row, who.department) else None
+    coordinate = may(who, Permission.CASE_COORDINATE, row)
+    going = row.status != "closed"
     can = {
-        "coordinate": may(who, Permission.CASE_COORDINATE, row),
+        "coordinate": coordinate,
+        # 恢复办理 and 期限重算: what the case engine would accept (its validators decide)
+        "retry": coordinate and going and row.attention is not None,
+        "recompute": coordinate and going and has_provisional(detail),
         "take_over": may(who, Permission.CASE_TAKE_OVER, row) and row.status != "closed"
         and row.taken_over_by is None,
         "add_fact": may(who, Permission.CASE_ADD_FACT, row) and row.status != "closed",
         "audit": may(who, Permission.AUDIT_READ),
     }
+    # Opened, but its planning failed: the flash must not say the departments are summoned.
+    flash = gettext(lang, ATTENTION_FLASH) if row.attention is not None and \
+        request.query_params.get("done") == "opened" else None
     return render(request, "case.html", status_code=status_code, case=detail,
+                  retry_every=duration(lang, RETRY_PLANNING.total_seconds() / 3600),
+                  **({"flash": flash} if flash else {}),
                   names=names, ladder=ladder, taken=taken, can=can, warned=warned,
                   choices=department_choices(session, row, names),
                   mine=mine, form=form, values=values or {}, errors=errors or {},
                   rejected=rejected, outcome_kinds=list(OutcomeKind),
                   satisfactions=list(Satisfaction))
+
+
+ATTENTION_FLASH = N_("The case is recorded, but no department is summoned yet: it needs "
+                     "attention (see below).")
+
+
+def has_provisional(detail: Any) -> bool:
+    """A deadline still to be met rests on a provisional calendar (暂定): what 期限重算 can
+    move (a summons' clocks still running or to run, or the feedback clock)."""
+    if detail.provisional or (detail.status == "awaiting_feedback"
+                              and detail.feedback_due_provisional):
+        return True
+    return any((s.status == "summoned" and s.report_in_provisional)
+               or (s.status in ("summoned", "reported_in") and s.sign_off_provisional)
+               for s in detail.summonses)
 
 
 def department_choices(session: Session, row: CaseRecord, names: Names
@@ -294,6 +323,10 @@ CASE_STEPS: dict[str, tuple[Permission, Build]] = {
         ("text",), AddFactBody, AddFact, CaseWorkflow.add_fact)),
     "take-over": (Permission.CASE_TAKE_OVER, _case_step(
         ("reason",), TakeOverBody, TakeOver, CaseWorkflow.take_over)),
+    "retry-planning": (Permission.CASE_COORDINATE, _case_step(
+        (), RetryPlanningBody, RetryPlanning, CaseWorkflow.retry_planning)),
+    "recompute-deadlines": (Permission.CASE_COORDINATE, _case_step(
+        ("reason",), RecomputeBody, RecomputeDeadlines, CaseWorkflow.recompute_deadlines)),
 }
 
 
@@ -301,7 +334,8 @@ CASE_STEPS: dict[str, tuple[Permission, Build]] = {
 async def case_step(request: Request, case_id: str, step: str, session: SessionDep,
                     settings: SettingsDep, policy: PolicyDep, steps: StepsDep, who: Viewer
                     ) -> Response:
-    """吹哨 (summon more), 结果, 评估反馈, 办结归档, 核实情况, 上级接管."""
+    """吹哨 (summon more), 结果, 评估反馈, 办结归档, 核实情况, 上级接管, 恢复办理 (retry the
+    planning of a case needing attention), 期限重算 (recompute provisional deadlines)."""
     if step not in CASE_STEPS:
         raise not_found("step", step[:32])
     permission, build = CASE_STEPS[step]

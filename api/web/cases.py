@@ -57,9 +57,10 @@ def list_filters(query: Any) -> dict[str, Any]:
 
     code = {name: v if CODE.match(v := query.get(name, "")) else None
             for name in ("category", "department")}
-    overdue = {"true": True, "false": False}.get(query.get("overdue", ""))
+    flags = {name: {"true": True, "false": False}.get(query.get(name, ""))
+             for name in ("overdue", "provisional", "attention")}
     return dict(status=one_of("status", set(CaseStatus)), level=one_of("level", set(Level)),
-                overdue=overdue, **code)
+                **flags, **code)
 
 
 def page_number(query: Any) -> int:
@@ -69,7 +70,8 @@ def page_number(query: Any) -> int:
 
 @router.get("/cases")
 def case_list(request: Request, session: SessionDep, who: Viewer) -> Response:
-    """The cases I may read, newest first; filters; overdue rows highlighted."""
+    """The cases I may read, newest first; filters; overdue rows highlighted, provisional
+    deadlines (暂定) and cases needing attention (需人工处理) marked."""
     allow(request, session, who, Permission.CASE_LIST)
     filters = list_filters(request.query_params)
     page = page_number(request.query_params)

@@ -27,7 +27,8 @@ from api.access import CASE_RULES, ROLES, Permission, record_denial
 from api.deps import SessionDep, SettingsDep
 from api.web.i18n import DEFAULT_LANG, LANGUAGES, N_, gettext, label, translations
 from whistle import identity
-from whistle.domain import Role
+from whistle.domain import Level, Role
+from whistle.horizon import Horizon, calendar_horizon
 from whistle.identity import Principal, TokenRejected
 from whistle.models import CaseRecord, Category, Department, Jurisdiction
 from whistle.settings import Settings, get_settings
@@ -58,7 +59,8 @@ def environment(lang: str) -> Environment:
     env.globals["clock"] = lambda due, now, warned=False: clock(lang, due, now, warned)
     from api.web.describe import event_details, ladder_step  # describe imports this module
     env.globals["details"] = lambda e, names, tz: event_details(lang, e.kind, e.data, names, tz)
-    env.globals["ladder_step"] = lambda index, hours: ladder_step(lang, index, hours)
+    env.globals["ladder_step"] = lambda index, hours, working_days=None: ladder_step(
+        lang, index, hours, working_days or None)
     return env
 
 
@@ -415,6 +417,19 @@ def clock(lang: str, due: datetime | None, now: datetime, warned: bool = False
                 "state": "overdue"}
     return {"text": gettext(lang, "%(span)s left", span=span(lang, left)),
             "state": "soon" if left < SOON_SECONDS or warned else "ok"}
+
+
+def calendar_warning(request: Request, who: Principal) -> Horizon | None:
+    """How far the official holiday arrangement reaches (whistle/horizon.py, on the API's
+    policy, as GET /api/v1/health), when that is too short, for those who can have it
+    extended: admins and the city level. None otherwise."""
+    if who.role != Role.ADMIN and who.level != Level.CITY:
+        return None
+    policy = getattr(request.app.state, "policy", None)
+    if policy is None:
+        return None
+    horizon = calendar_horizon(policy, datetime.now(UTC), settings_of(request).timezone)
+    return horizon if horizon.short else None
 
 
 CASE_ID = re.compile(r"^[0-9a-f]{16}$")

@@ -13,15 +13,18 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlmodel import Session, col, func, select
 from starlette.datastructures import QueryParams
 
 from api.access import Permission, case_scope
 from api.deps import SessionDep
-from api.web.core import Names, Viewer, allow, lang_of, render, settings_of
+from api.web.core import Names, Viewer, allow, calendar_warning, lang_of, render, settings_of
 from api.web.i18n import N_, gettext, label
 from whistle import kpi
 from whistle.charts import Bar, count_bar, count_bars, percent, rate_bar, rate_bars
 from whistle.domain import Level
+from whistle.identity import Principal
+from whistle.models import CaseRecord, SummonsRecord
 
 router = APIRouter(include_in_schema=False)
 
@@ -125,10 +128,33 @@ def charts(k: kpi.Kpis, names: Names, lang: str) -> dict[str, Chart]:
     }
 
 
+def now_counts(session: Session, who: Principal) -> dict[str, int]:
+    """Cases of the viewer's area needing attention (需人工处理) and with a provisional
+    deadline running (暂定) now: the case list's `attention` and `provisional` filters."""
+    def count(where: object) -> int:
+        return session.exec(select(func.count()).select_from(CaseRecord).where(
+            case_scope(who), where)).one()
+    return {"attention": count(col(CaseRecord.attention).is_not(None)),
+            "provisional": count(col(CaseRecord.provisional).is_(True))}
+
+
+def provisional_overdue(session: Session, overdue: list[kpi.OverdueSummons]
+                        ) -> set[tuple[str, str]]:
+    """(case id, department) of the overdue list's rows whose missed due is provisional."""
+    if not overdue:
+        return set()
+    rows = session.exec(select(SummonsRecord).where(
+        col(SummonsRecord.case_id).in_({o.case_id for o in overdue}),
+        col(SummonsRecord.status).in_(["summoned", "reported_in"])))
+    return {(s.case_id, s.department) for s in rows
+            if (s.report_in_provisional if s.status == "summoned" else s.sign_off_provisional)}
+
+
 @router.get("/dashboard")
 def dashboard(request: Request, session: SessionDep, who: Viewer) -> Response:
     """The supervision figures of the viewer's area for a period, with charts and the
-    overdue list (coordinators, supervisors, auditors)."""
+    overdue list (coordinators, supervisors, auditors); the cases needing attention, and at
+    the city level a warning when the official holiday calendar runs out soon."""
     allow(request, session, who, Permission.DIGEST_READ)
     lang = lang_of(request)
     tz = settings_of(request).timezone
@@ -138,5 +164,7 @@ def dashboard(request: Request, session: SessionDep, who: Viewer) -> Response:
     names = Names.load(session, lang)
     return render(request, "dashboard.html", k=figures, choice=choice, names=names,
                   period_days=PERIOD_DAYS, charts=charts(figures, names, lang),
-                  rate_text=rate_text,
+                  rate_text=rate_text, counts=now_counts(session, who),
+                  horizon=calendar_warning(request, who),
+                  provisional=provisional_overdue(session, figures.overdue),
                   period_end_shown=choice.period.end - timedelta(seconds=1))

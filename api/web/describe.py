@@ -51,10 +51,15 @@ def duration(lang: str, hours: float) -> str:
     return gettext(lang, "%(days)s days %(hours)s h", days=d, hours=h)
 
 
-def ladder_step(lang: str, index: int, after_hours: float) -> str:
+def ladder_step(lang: str, index: int, after_hours: float | None,
+                after_working_days: int | None = None) -> str:
     """When a ladder step is taken: the first counts from the missed deadline, every other
-    from the step before it (as workflows/case.py climbs)."""
-    if after_hours <= 0:
+    from the step before it (as workflows/case.py climbs), in hours or in working days."""
+    if after_working_days:
+        return gettext(lang, "%(n)s working day(s) after the missed deadline",
+                       n=after_working_days) if index == 0 else \
+            gettext(lang, "%(n)s working day(s) after the step before", n=after_working_days)
+    if not after_hours or after_hours <= 0:
         return gettext(lang, "as soon as the deadline is missed") if index == 0 else \
             gettext(lang, "right after the step before")
     span = duration(lang, after_hours)
@@ -127,8 +132,10 @@ def event_details(lang: str, kind: str, data: Mapping[str, Any], names: Names, t
         if d.get("lead"):
             out.append(gettext(lang, "Lead department"))
         if d.get("report_in_due") or d.get("sign_off_due"):
+            marked = _provisional_clocks(d)
+            due = lambda clock: _marked(lang, at(f"{clock}_due"), clock in marked)  # noqa: E731
             out.append(gettext(lang, "Report in by %(report)s, sign off by %(sign)s",
-                               report=at("report_in_due"), sign=at("sign_off_due")))
+                               report=due("report_in"), sign=due("sign_off")))
     elif kind == "reported_in":
         if d.get("late"):
             out.append(gettext(lang, "Late"))
@@ -195,11 +202,71 @@ def event_details(lang: str, kind: str, data: Mapping[str, Any], names: Names, t
         if d.get("level"):
             out.append(gettext(lang, "Level: %(level)s", level=_level(lang, d["level"])))
         out.append(_typed(lang, N_("Reason: %(text)s"), d.get("reason")))
+    elif kind == "needs_attention":
+        out.extend(_attention(lang, d, tz))
+    elif kind == "attention_resolved":
+        out.append(gettext(lang, "Planning succeeded: the intake's departments are summoned."))
+        if d.get("policy_version"):
+            out.append(gettext(lang, "Policy: %(version)s", version=d["policy_version"]))
+    elif kind == "deadlines_recomputed":
+        out.append(_typed(lang, N_("Reason: %(text)s"), d.get("reason")))
+        changes = d.get("changes")
+        for change in changes if isinstance(changes, list) else []:
+            if isinstance(change, Mapping):
+                out.append(_recomputed(lang, change, names, tz))
     elif kind == "closed":
         if d.get("reason"):
             out.append(label(lang, "close_reason", d["reason"]))
         out.append(_typed(lang, N_("Note: %(text)s"), d.get("note")))
     return [line for line in out if line]
+
+
+def _provisional_clocks(d: Mapping[str, Any]) -> set[str]:
+    """The clocks a SUMMONED event says are provisional (暂定)."""
+    clocks = d.get("provisional")
+    return {str(c) for c in clocks} if isinstance(clocks, list) else set()
+
+
+def _marked(lang: str, text: str, provisional: bool) -> str:
+    """A due as shown in a timeline line, marked when it is provisional (暂定)."""
+    return gettext(lang, "%(at)s (provisional)", at=text) if provisional and text else text
+
+
+# needs_attention codes → what happened (the engine's reason follows as it wrote it)
+ATTENTION: dict[str, str] = {
+    "planning_failed": N_("The deadlines could not be planned, so no department is summoned "
+                          "yet."),
+    "ladder_estimated": N_("An escalation step was counted in calendar days: the working-day "
+                           "calendar could not answer."),
+}
+
+
+def _attention(lang: str, d: Mapping[str, Any], tz: str) -> list[str | None]:
+    """需人工处理: what went wrong, the engine's reason, and when it tries again."""
+    msgid = ATTENTION.get(str(d.get("code")))
+    retry = when(d.get("retry_at"))
+    return [gettext(lang, msgid) if msgid else None,
+            _typed(lang, N_("Reason: %(text)s"), d.get("reason")),
+            gettext(lang, "The case engine tries again at %(at)s.", at=local(retry, tz))
+            if retry else None]
+
+
+def _recomputed(lang: str, c: Mapping[str, Any], names: Names, tz: str) -> str:
+    """One line of 期限重算: which clock of which department moved from → to (provisional
+    or official), or stayed because it had already fired."""
+    clock = _clock(lang, c.get("clock"))
+    if c.get("department"):
+        clock = gettext(lang, "%(department)s · %(clock)s",
+                        department=names.department(c["department"]), clock=clock)
+    shown = lambda key: local(when(c.get(key)), tz) if when(c.get(key)) else ""  # noqa: E731
+    if c.get("kept"):
+        return gettext(lang, "%(clock)s: kept at %(from)s (it had already fired); the official "
+                             "due would have been %(official)s",
+                       **{"clock": clock, "from": shown("from"),
+                          "official": shown("official_due")})
+    msgid = N_("%(clock)s: %(from)s → %(to)s (provisional)") if c.get("provisional") else \
+        N_("%(clock)s: %(from)s → %(to)s (official)")
+    return gettext(lang, msgid, **{"clock": clock, "from": shown("from"), "to": shown("to")})
 
 
 # --- refusals --------------------------------------------------------------------------------
@@ -265,6 +332,11 @@ def _shown(lang: str, key: str, value: str, names: Names) -> str:
     return value
 
 
+# Refusals whose message carries the cause an operator needs (the policy file's error, the
+# calendar's gap): shown after the translated reason, as the engine wrote it.
+WITH_CAUSE = frozenset({"planning_failed"})
+
+
 def refusal_text(lang: str, status: int, code: str, message: str, names: Names) -> str:
     """The detail line of a refusal page in `lang`: a known reason translated; an unknown
     one as a generic sentence with the raw code and message kept for whoever reports it."""
@@ -279,6 +351,9 @@ def refusal_text(lang: str, status: int, code: str, message: str, names: Names) 
         return gettext(lang, _NOT_FOUND[code], key=m["key"] if m else message)
     rejected = label(lang, "rejected", code)
     if rejected != code:
+        if code in WITH_CAUSE and message:
+            return gettext(lang, "%(reason)s Details: %(detail)s", reason=rejected,
+                           detail=message)
         return rejected
     return gettext(lang, "Refused for a reason these pages do not describe yet (code "
                          "%(code)s): %(detail)s", code=code, detail=message)

@@ -97,6 +97,8 @@ LABELS: dict[str, dict[str, str]] = {
         "outcome": N_("Outcome"), "feedback": N_("Feedback"), "reopened": N_("Reopened"),
         "policy_applied": N_("New policy applied"), "fact_added": N_("Fact recorded"),
         "taken_over": N_("Taken over"), "closed": N_("Case closed and filed"),
+        "needs_attention": N_("Needs attention"), "attention_resolved": N_("Resumed"),
+        "deadlines_recomputed": N_("Deadlines recomputed"),
     },
     "close_reason": {
         "feedback": N_("Closed after feedback"),
@@ -128,6 +130,18 @@ LABELS: dict[str, dict[str, str]] = {
         "step_rejected": N_("The case engine refused this step."),
         "invalid_deadline": N_("The new deadline must be later than the current sign-off "
                                "deadline and than now."),
+        "needs_attention": N_("The case needs attention: its departments are not summoned "
+                              "yet. Retry its planning first."),
+        "step_in_progress": N_("Another step of this case is being worked out; try again "
+                               "shortly."),
+        "planning_failed": N_("The deadlines could not be planned: the policy file or the "
+                              "working-day calendar failed."),
+        "nothing_to_retry": N_("The case does not need attention: there is nothing to "
+                               "retry."),
+        "nothing_provisional": N_("No running deadline of this case is provisional: there "
+                                  "is nothing to recompute."),
+        "deadlines_unchanged": N_("The provisional deadlines stay as they are: the calendar "
+                                  "has not changed for the days they count over."),
     },
 }
 
