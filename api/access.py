@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -36,28 +35,9 @@ from whistle import identity
 from whistle.domain import Level, Role
 from whistle.identity import Principal, TokenRejected
 from whistle.models import AccessDenial, CaseRecord, Department, Jurisdiction, SummonsRecord
+from whistle.permissions import Permission
 
 log = logging.getLogger("whistle.access")
-
-
-class Permission(StrEnum):
-    PUBLIC = "public"  # no sign-in: health, sign-in itself
-    SELF = "self"  # one's own account and tokens
-    REFERENCE_READ = "reference.read"
-    REFERENCE_WRITE = "reference.write"
-    ROUTING_PREVIEW = "routing.preview"
-    CASE_OPEN = "case.open"
-    CASE_LIST = "case.list"
-    CASE_READ = "case.read"
-    CASE_COORDINATE = "case.coordinate"  # summon, extensions, re-dispatch, outcome, close…
-    CASE_ADD_FACT = "case.add_fact"
-    CASE_TAKE_OVER = "case.take_over"
-    SUMMONS_ACT = "summons.act"  # report in, sign off, return, ask for more time
-    INBOX_READ = "inbox.read"
-    AUDIT_READ = "audit.read"
-    USERS_MANAGE = "users.manage"
-    CHANNELS_MANAGE = "channels.manage"  # notification channels and their deliveries
-    DIGEST_READ = "digest.read"  # work-meeting digests of centres in one's area
 
 
 R = Role

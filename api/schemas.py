@@ -13,12 +13,10 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    Field,
     PlainSerializer,
     StringConstraints,
 )
 
-from whistle.domain import Code, LongText, OutcomeKind, Satisfaction
 from whistle.settings import get_settings
 
 Note = Annotated[str, StringConstraints(max_length=2000)]
@@ -56,75 +54,10 @@ T = TypeVar("T")
 
 
 class Body(BaseModel):
+    """A request body: unknown fields are refused. The steps' bodies derive from their
+    messages (api/steps.py)."""
+
     model_config = ConfigDict(extra="forbid")
-
-
-class ReportInBody(Body):
-    note: Note | None = None
-
-
-class SignOffBody(Body):
-    opinion: LongText
-    actions_taken: LongText
-
-
-class ReturnBody(Body):
-    reason: LongText
-
-
-class ExtensionBody(Body):
-    new_deadline: Instant
-    reason: LongText
-
-
-class ExtensionDecisionBody(Body):
-    approve: bool
-    comment: Note | None = None
-
-
-class SummonBody(Body):
-    departments: list[Code] = Field(min_length=1, max_length=30)
-    reason: Note | None = None
-
-
-class RedispatchBody(Body):
-    to: Code
-    reason: Note | None = None
-
-
-class OutcomeBody(Body):
-    kind: OutcomeKind
-    summary: LongText
-    agreement_text: LongText | None = None
-
-
-class FeedbackBody(Body):
-    satisfaction: Satisfaction
-    comment: Note | None = None
-
-
-class CloseBody(Body):
-    reason: LongText
-
-
-class ApplyPolicyBody(Body):
-    reason: LongText
-
-
-class AddFactBody(Body):
-    text: LongText
-
-
-class TakeOverBody(Body):
-    reason: LongText
-
-
-class RecomputeBody(Body):
-    reason: Note | None = None
-
-
-class RetryPlanningBody(Body):
-    pass
 
 
 # --- responses ----------------------------------------------------------------------------

@@ -23,48 +23,20 @@ from audit.report import CaseTimeline, TimelineEntry
 from whistle.domain import (
     CASE_LABELS_ZH,
     ActivityName,
-    AddFact,
-    ApplyPolicy,
     CaseEvent,
     CaseState,
-    CloseCase,
-    DecideExtension,
     EventKind,
     Notification,
     Projection,
-    RecomputeDeadlines,
-    RecordFeedback,
-    RecordOutcome,
     Redispatch,
-    ReportIn,
-    RequestExtension,
-    RetryPlanning,
-    ReturnSummons,
-    SignOff,
     Step,
     SummonMore,
-    TakeOver,
 )
+from whistle.steps import BY_UPDATE, STEPS
 
 # The argument of every step Update of CaseWorkflow. "opened" takes none and adds nothing
 # to the timeline. tests/audit checks this covers every Update the workflow defines.
-STEP_ARGS: dict[str, type[Step]] = {
-    "report_in": ReportIn,
-    "sign_off": SignOff,
-    "return_summons": ReturnSummons,
-    "request_extension": RequestExtension,
-    "decide_extension": DecideExtension,
-    "summon_more": SummonMore,
-    "redispatch": Redispatch,
-    "record_outcome": RecordOutcome,
-    "record_feedback": RecordFeedback,
-    "close": CloseCase,
-    "apply_policy": ApplyPolicy,
-    "add_fact": AddFact,
-    "take_over": TakeOver,
-    "recompute_deadlines": RecomputeDeadlines,
-    "retry_planning": RetryPlanning,
-}
+STEP_ARGS: dict[str, type[Step]] = {s.update: s.message for s in STEPS}
 NO_TIMELINE_UPDATES = {"opened"}
 
 Fact = tuple[EventKind, str | None]  # a timeline event a step must have caused: kind, department
@@ -217,15 +189,7 @@ def step_facts(name: str, step: Step) -> list[Fact]:
         return [(EventKind.SUMMONED, d.code) for d in step.departments]
     if isinstance(step, Redispatch):
         return [(EventKind.REDISPATCHED, step.department), (EventKind.SUMMONED, step.to.code)]
-    kind = {
-        "report_in": EventKind.REPORTED_IN, "sign_off": EventKind.SIGNED_OFF,
-        "return_summons": EventKind.RETURNED, "request_extension": EventKind.EXTENSION_REQUESTED,
-        "decide_extension": EventKind.EXTENSION_DECIDED, "record_outcome": EventKind.OUTCOME,
-        "record_feedback": EventKind.FEEDBACK, "close": EventKind.CLOSED,
-        "apply_policy": EventKind.POLICY_APPLIED, "add_fact": EventKind.FACT_ADDED,
-        "take_over": EventKind.TAKEN_OVER, "recompute_deadlines": EventKind.DEADLINES_RECOMPUTED,
-        "retry_planning": EventKind.ATTENTION_RESOLVED,
-    }[name]
+    kind = BY_UPDATE[name].event
     return [(kind, getattr(step, "department", None))]
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args, get_origin
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import AwareDatetime, ValidationError
 from sqlmodel import Session, select
 from starlette.datastructures import FormData
 
@@ -20,22 +20,9 @@ from api import services
 from api.access import Permission
 from api.deps import PolicyDep, SessionDep, SettingsDep, StepsDep
 from api.errors import ApiError, not_found
-from api.schemas import (
-    AddFactBody,
-    CloseBody,
-    ExtensionBody,
-    ExtensionDecisionBody,
-    FeedbackBody,
-    OutcomeBody,
-    RecomputeBody,
-    RedispatchBody,
-    ReportInBody,
-    RetryPlanningBody,
-    ReturnBody,
-    SignOffBody,
-    SummonBody,
-    TakeOverBody,
-)
+from api.schemas import Body
+from api.steps import body_model
+from api.steps import message as step_message
 from api.web.core import (
     CASE_ID,
     CODE,
@@ -51,27 +38,11 @@ from api.web.core import (
 )
 from api.web.describe import duration, refusal_text, warned_dues, was_warned
 from api.web.i18n import N_, gettext
-from whistle.domain import (
-    AddFact,
-    CloseCase,
-    DecideExtension,
-    OutcomeKind,
-    RecomputeDeadlines,
-    RecordFeedback,
-    RecordOutcome,
-    Redispatch,
-    ReportIn,
-    RequestExtension,
-    RetryPlanning,
-    ReturnSummons,
-    Satisfaction,
-    SignOff,
-    SummonMore,
-    TakeOver,
-)
+from whistle.domain import OutcomeKind, Satisfaction
 from whistle.identity import Principal
 from whistle.models import CaseRecord, Department
 from whistle.policy import Policy
+from whistle.steps import STEPS, Scope, StepSpec
 from workflows.case import RETRY_PLANNING, CaseWorkflow
 
 router = APIRouter(include_in_schema=False)
@@ -221,123 +192,66 @@ async def run_step(request: Request, case_id: str, department: str | None, form_
     return RedirectResponse(f"/cases/{case_id}?done=step{anchor}", status_code=303)
 
 
-def _dept(department: str) -> Callable[[type[Any], type[Any], Any], Build]:
-    """A builder for a department step: validate the JSON API's body, make the message."""
-    def make(body: type[Any], message: type[Any], update: Any) -> Build:
-        names = list(body.model_fields)
-
-        def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-            fields = _fields(form, *names)
-            data = body(**fields).model_dump()
-            return update, message(actor=who.username, department=department, **data)
-        return build
-    return make
-
-
-def _deadline(form: FormData, tz: str) -> dict[str, Any]:
-    """The extension form's fields; a `datetime-local` value is read in the deployment's
-    zone (the browser sends none)."""
-    fields = _fields(form, "reason")
-    raw = text(form, "new_deadline")
-    if raw is not None:
-        try:
-            when = datetime.fromisoformat(raw)
-            fields["new_deadline"] = when if when.tzinfo else when.replace(tzinfo=ZoneInfo(tz))
-        except ValueError:
-            fields["new_deadline"] = raw  # the model refuses it, naming the field
-    return fields
+def _form_data(form: FormData, body: type[Body], tz: str) -> dict[str, Any]:
+    """The body's fields from a posted form, by each field's type: lists from repeated
+    fields, yes/no for a choice of two, a `datetime-local` read in the deployment's zone
+    (the browser sends none), text otherwise. An empty field is left out, so the body
+    names it as missing."""
+    data: dict[str, Any] = {}
+    for name, info in body.model_fields.items():
+        kind = info.annotation
+        if get_origin(kind) is list:
+            if values := [str(v) for v in form.getlist(name) if str(v)]:
+                data[name] = values
+        elif kind is bool:
+            choice = {"yes": True, "no": False}.get(str(form.get(name)))
+            if choice is not None:
+                data[name] = choice
+        elif (raw := text(form, name)) is not None:
+            data[name] = _instant(raw, tz) if _is_instant(kind) else raw
+    return data
 
 
-DEPARTMENT_STEPS: dict[str, tuple[type[Any], type[Any], Any]] = {
-    "report-in": (ReportInBody, ReportIn, CaseWorkflow.report_in),
-    "sign-off": (SignOffBody, SignOff, CaseWorkflow.sign_off),
-    "return": (ReturnBody, ReturnSummons, CaseWorkflow.return_summons),
-}
+def _is_instant(kind: Any) -> bool:
+    return any(a in (datetime, AwareDatetime) for a in (kind, *get_args(kind)))
 
 
-@router.post("/cases/{case_id}/summonses/{department}/{step}")
-async def department_step(request: Request, case_id: str, department: str, step: str,
-                          session: SessionDep, settings: SettingsDep, policy: PolicyDep,
-                          steps: StepsDep, who: Viewer) -> Response:
-    """报到 / 签收意见 / 退单 / 延期申请 by the summoned department's staff; 延期审批 and
-    重新分拨 by the coordinator."""
-    if step in DEPARTMENT_STEPS:
-        build = _dept(department)(*DEPARTMENT_STEPS[step])
-        permission = Permission.SUMMONS_ACT
-    elif step == "extension":
-        def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-            body = ExtensionBody(**_deadline(form, settings.timezone))
-            return CaseWorkflow.request_extension, RequestExtension(
-                actor=who.username, department=department, **body.model_dump())
-        permission = Permission.SUMMONS_ACT
-    elif step == "decision":
-        def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-            approve = {"yes": True, "no": False}.get(str(form.get("approve")))
-            body = ExtensionDecisionBody(**{**_fields(form, "comment"),
-                                            **({"approve": approve} if approve is not None
-                                               else {})})
-            return CaseWorkflow.decide_extension, DecideExtension(
-                actor=who.username, department=department, **body.model_dump())
-        permission = Permission.CASE_COORDINATE
-    elif step == "redispatch":
-        def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-            body = RedispatchBody(**_fields(form, "to", "reason"))
-            [to] = services.known_departments(session=session, codes=[body.to], field="to")
-            return CaseWorkflow.redispatch, Redispatch(
-                actor=who.username, department=department, to=to, reason=body.reason)
-        permission = Permission.CASE_COORDINATE
+def _instant(raw: str, tz: str) -> Any:
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return raw  # the body refuses it, naming the field
+    return when if when.tzinfo else when.replace(tzinfo=ZoneInfo(tz))
+
+
+def _find(path: str) -> tuple[StepSpec, str | None]:
+    """The step posted to /cases/{case_id}/<path>, and its department; 404 if none."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "summonses":
+        department, tail, scope = parts[1], "/".join(parts[2:]), Scope.SUMMONS
     else:
-        raise not_found("step", step[:32])
-    return await run_step(request, case_id, department, step, permission, build, session,
-                          settings, policy, steps, who)
+        department, tail, scope = None, path, Scope.CASE
+    for spec in STEPS:
+        if spec.scope == scope and spec.path == tail:
+            return spec, department
+    raise not_found("step", path[:64])
 
 
-def _case_step(form_fields: tuple[str, ...], body: type[Any], message: type[Any],
-               update: Any) -> Build:
-    def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-        data = body(**_fields(form, *form_fields)).model_dump()
-        return update, message(actor=who.username, **data)
-    return build
-
-
-def _summon(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
-    codes = [str(c) for c in form.getlist("departments") if str(c)]
-    body = SummonBody(departments=codes, **_fields(form, "reason"))
-    refs = services.known_departments(session=session, codes=body.departments,
-                                      field="departments")
-    return CaseWorkflow.summon_more, SummonMore(actor=who.username, departments=refs,
-                                                reason=body.reason)
-
-
-CASE_STEPS: dict[str, tuple[Permission, Build]] = {
-    "summon": (Permission.CASE_COORDINATE, _summon),
-    "outcome": (Permission.CASE_COORDINATE, _case_step(
-        ("kind", "summary", "agreement_text"), OutcomeBody, RecordOutcome,
-        CaseWorkflow.record_outcome)),
-    "feedback": (Permission.CASE_COORDINATE, _case_step(
-        ("satisfaction", "comment"), FeedbackBody, RecordFeedback,
-        CaseWorkflow.record_feedback)),
-    "close": (Permission.CASE_COORDINATE, _case_step(
-        ("reason",), CloseBody, CloseCase, CaseWorkflow.close)),
-    "facts": (Permission.CASE_ADD_FACT, _case_step(
-        ("text",), AddFactBody, AddFact, CaseWorkflow.add_fact)),
-    "take-over": (Permission.CASE_TAKE_OVER, _case_step(
-        ("reason",), TakeOverBody, TakeOver, CaseWorkflow.take_over)),
-    "retry-planning": (Permission.CASE_COORDINATE, _case_step(
-        (), RetryPlanningBody, RetryPlanning, CaseWorkflow.retry_planning)),
-    "recompute-deadlines": (Permission.CASE_COORDINATE, _case_step(
-        ("reason",), RecomputeBody, RecomputeDeadlines, CaseWorkflow.recompute_deadlines)),
-}
-
-
-@router.post("/cases/{case_id}/{step}")
-async def case_step(request: Request, case_id: str, step: str, session: SessionDep,
+@router.post("/cases/{case_id}/{path:path}")
+async def case_step(request: Request, case_id: str, path: str, session: SessionDep,
                     settings: SettingsDep, policy: PolicyDep, steps: StepsDep, who: Viewer
                     ) -> Response:
-    """吹哨 (summon more), 结果, 评估反馈, 办结归档, 核实情况, 上级接管, 恢复办理 (retry the
-    planning of a case needing attention), 期限重算 (recompute provisional deadlines)."""
-    if step not in CASE_STEPS:
-        raise not_found("step", step[:32])
-    permission, build = CASE_STEPS[step]
-    return await run_step(request, case_id, None, step, permission, build, session, settings,
-                          policy, steps, who)
+    """Every step of the catalogue (whistle/steps.py) from its form, posted to the path of
+    the JSON API's route: 报到, 签收意见, 退单, 延期申请 by the summoned department; 吹哨,
+    延期审批, 重新分拨, 结果, 评估反馈, 办结归档, 期限重算, 恢复办理 by the coordinator; 核实情况;
+    上级接管. The form's name on the page is the step's path (with ":department")."""
+    spec, department = _find(path)
+    body = body_model(spec)
+
+    def build(form: FormData, who: Principal, session: Session) -> tuple[Any, Any]:
+        data = body(**_form_data(form, body, settings.timezone))
+        return getattr(CaseWorkflow, spec.update), step_message(
+            spec, data, actor=who.username, department=department, session=session)
+
+    return await run_step(request, case_id, department, spec.path, spec.permission, build,
+                          session, settings, policy, steps, who)

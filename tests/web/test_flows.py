@@ -200,11 +200,11 @@ async def test_extension_request_and_decision_return_and_redispatch_summon_more(
                    {"new_deadline": later, "reason": "需要补充材料"})
     assert r.status_code == 303, r.text
     page = await coord.get(f"/cases/{case_id}")
-    assert f'action="{base}/decision"' in page.text and "延期待审批" in page.text
-    r = await step(web, coord, case_id, f"{base}/decision", {"comment": "x"})
+    assert f'action="{base}/extension/decision"' in page.text and "延期待审批" in page.text
+    r = await step(web, coord, case_id, f"{base}/extension/decision", {"comment": "x"})
     assert r.status_code == 422  # approve or refuse: no choice made
-    assert 'id="decision-xjk-petition-approve-error"' in r.text
-    r = await step(web, coord, case_id, f"{base}/decision", {"approve": "yes"})
+    assert 'id="extension-decision-xjk-petition-approve-error"' in r.text
+    r = await step(web, coord, case_id, f"{base}/extension/decision", {"approve": "yes"})
     assert r.status_code == 303
     assert "延期已同意" in (await coord.get(f"/cases/{case_id}")).text
 
@@ -219,9 +219,9 @@ async def test_extension_request_and_decision_return_and_redispatch_summon_more(
     assert 'id="redispatch-xjk-land-office-to-error"' in r.text
     r = await step(web, coord, case_id, redispatch, {"to": "xjk-police"})
     assert r.status_code == 303
-    r = await step(web, coord, case_id, f"/cases/{case_id}/summon", {"reason": "增派"})
-    assert r.status_code == 422 and 'id="summon-departments-error"' in r.text
-    r = await step(web, coord, case_id, f"/cases/{case_id}/summon",
+    r = await step(web, coord, case_id, f"/cases/{case_id}/summonses", {"reason": "增派"})
+    assert r.status_code == 422 and 'id="summonses-departments-error"' in r.text
+    r = await step(web, coord, case_id, f"/cases/{case_id}/summonses",
                    {"departments": "xjk-justice", "reason": "增派司法所"})
     assert r.status_code == 303, r.text
     with Session(web.engine) as session:
@@ -242,10 +242,12 @@ async def test_no_form_input_produces_a_500(web: Site) -> None:
               "party_name_0", "party_role_0", "departments", "action", "note", "opinion",
               "actions_taken", "reason", "new_deadline", "approve", "comment", "to", "kind",
               "summary", "agreement_text", "satisfaction", "text", "proposal_shown"]
-    posts = [(coord, "/cases/new"), (coord, f"/cases/{case_id}/summon"),
+    posts = [(coord, "/cases/new"), (coord, f"/cases/{case_id}/summonses"),
              (coord, f"/cases/{case_id}/outcome"), (coord, f"/cases/{case_id}/feedback"),
              (coord, f"/cases/{case_id}/close"), (coord, f"/cases/{case_id}/facts"),
-             (coord, f"/cases/{case_id}/summonses/xjk-petition/decision"),
+             (coord, f"/cases/{case_id}/summonses/xjk-petition/extension/decision"),
+             (coord, f"/cases/{case_id}/deadlines/recompute"),
+             (coord, f"/cases/{case_id}/planning/retry"),
              (coord, f"/cases/{case_id}/summonses/xjk-petition/redispatch"),
              (coord, f"/cases/{case_id}/summonses/NOT_A_CODE/redispatch"),
              (sup, f"/cases/{case_id}/take-over"),
@@ -293,3 +295,15 @@ async def test_a_missed_clock_is_marked_overdue_on_the_list_board_and_inbox(
         staff = site.signed_in("staff", "department", department="xjk-petition")
         inbox = await staff.get("/inbox")
         assert '<tr class="overdue">' in inbox.text
+
+
+async def test_applying_the_policy_in_force_from_the_page_says_it_has_not_changed(
+        web: Site) -> None:
+    coord = web.signed_in("coord", "coordinator", "xiaojinkou")
+    case_id = await open_case(web, coord)
+    page = await coord.get(f"/cases/{case_id}")
+    assert f'action="/cases/{case_id}/policy"' in page.text and "适用新版政策" in page.text
+    r = await step(web, coord, case_id, f"/cases/{case_id}/policy", {})
+    assert r.status_code == 422 and 'id="policy-reason-error"' in r.text
+    r = await step(web, coord, case_id, f"/cases/{case_id}/policy", {"reason": "新版派单目录"})
+    assert r.status_code == 409 and "政策未变化" in r.text

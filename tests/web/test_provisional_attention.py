@@ -69,11 +69,11 @@ def test_the_attention_banner_shows_the_reason_and_the_retry_only_when_allowed()
         'id="attention"'))]
     assert "需人工处理" in banner and "policy.yaml: not valid YAML" in banner
     assert "2026-09-03 16:00" in banner and "每 1 小时 自动重试一次" in banner
-    assert 'action="/cases/0123456789abcdef/retry-planning"' in banner
+    assert 'action="/cases/0123456789abcdef/planning/retry"' in banner
     assert 'name="csrf_token" value="' + "c" * 64 in banner
     assert 'class="badge attention"' in html  # next to the status too
     html = render_template("en", "case.html", **base(case=detail, **CASE_CONTEXT))
-    assert "Needs attention" in html and "retry-planning" not in html  # no `can.retry`
+    assert "Needs attention" in html and "planning/retry" not in html  # no `can.retry`
     assert 'id="attention"' not in render_template("en", "case.html", **base(
         case=case(), **CASE_CONTEXT))
 
@@ -83,12 +83,12 @@ def test_the_recompute_form_is_shown_when_the_page_allows_it() -> None:
     for lang, words in (("zh-CN", ["重新计算期限", "已触发的期限保持不变"]),
                         ("en", ["Recompute deadlines", "stays fired"])):
         html = render_template(lang, "case.html", **base(case=case(), **allowed))
-        assert 'action="/cases/0123456789abcdef/recompute-deadlines"' in html
-        assert 'id="recompute-deadlines-reason"' in html
+        assert 'action="/cases/0123456789abcdef/deadlines/recompute"' in html
+        assert 'id="deadlines-recompute-reason"' in html
         for word in words:
             assert word in html, (lang, word)
     html = render_template("zh-CN", "case.html", **base(case=case(), **CASE_CONTEXT))
-    assert "recompute-deadlines" not in html
+    assert "deadlines/recompute" not in html
 
 
 def test_the_inbox_marks_the_running_clock_when_it_is_provisional() -> None:
@@ -180,12 +180,12 @@ async def test_a_case_needing_attention_offers_its_coordinator_the_retry_only(
     html = (await coord.get(f"/cases/{WAITING}")).text
     assert 'id="attention"' in html and "policy.yaml: not valid YAML" in html
     assert "每 1 小时 自动重试一次" in html
-    assert f'action="/cases/{WAITING}/retry-planning"' in html
-    assert "recompute-deadlines" not in html  # nothing provisional
+    assert f'action="/cases/{WAITING}/planning/retry"' in html
+    assert "deadlines/recompute" not in html  # nothing provisional
     for who in (seeded.signed_in("auditor", "auditor", "huizhou", lang="en"),
                 seeded.signed_in("sup", "supervisor", "xiaojinkou")):  # not taken over
         html = (await who.get(f"/cases/{WAITING}")).text
-        assert 'id="attention"' in html and "retry-planning" not in html
+        assert 'id="attention"' in html and "planning/retry" not in html
     assert 'id="attention"' not in (await coord.get(f"/cases/{PLAIN}")).text
 
 
@@ -194,13 +194,13 @@ async def test_a_case_with_provisional_deadlines_offers_its_coordinator_the_reco
     coord = seeded.signed_in("coord", "coordinator", "xiaojinkou", lang="en")
     html = (await coord.get(f"/cases/{COUNTED}")).text
     assert board(html).count(MARK) == 2 and WHY["en"] in html
-    assert f'action="/cases/{COUNTED}/recompute-deadlines"' in html
-    assert "retry-planning" not in html
+    assert f'action="/cases/{COUNTED}/deadlines/recompute"' in html
+    assert "planning/retry" not in html
     auditor = seeded.signed_in("auditor", "auditor", "huizhou")
     html = (await auditor.get(f"/cases/{COUNTED}")).text
-    assert board(html).count(MARK) == 2 and "recompute-deadlines" not in html
+    assert board(html).count(MARK) == 2 and "deadlines/recompute" not in html
     plain = (await coord.get(f"/cases/{PLAIN}")).text
-    assert MARK not in plain and "recompute-deadlines" not in plain
+    assert MARK not in plain and "deadlines/recompute" not in plain
 
 
 async def test_the_case_list_filters_provisional_and_attention_like_overdue(

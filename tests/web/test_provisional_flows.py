@@ -57,7 +57,7 @@ async def test_provisional_dues_are_marked_until_recomputed_on_the_official_cale
         page = (await coord.get(f"/cases/{case_id}")).text
         assert board(page).count(MARK) == len(ROUTED)  # every sign-off due, none report-in
         assert "暂定" in board(page)
-        assert f'action="/cases/{case_id}/recompute-deadlines"' in page
+        assert f'action="/cases/{case_id}/deadlines/recompute"' in page
 
         staff = site.signed_in("petition", "department", department="xjk-petition")
         base = f"/cases/{case_id}/summonses/xjk-petition"
@@ -66,18 +66,18 @@ async def test_provisional_dues_are_marked_until_recomputed_on_the_official_cale
         assert case_id in inbox and MARK in inbox  # its sign-off due runs now
 
         # The calendar has not changed: the engine refuses, in words.
-        r = await step(site, coord, case_id, f"/cases/{case_id}/recompute-deadlines", {})
+        r = await step(site, coord, case_id, f"/cases/{case_id}/deadlines/recompute", {})
         assert r.status_code == 409 and "暂定期限没有变化" in r.text
 
         # The arrangements arrive (in the policy file the worker reads): recompute.
         first = (official_until(None, since=now.year) or date(now.year - 1, 12, 31)).year
         policy.write_text(with_calendar(text, range(first + 1, now.year + 3)),
                           encoding="utf-8")
-        r = await step(site, coord, case_id, f"/cases/{case_id}/recompute-deadlines",
+        r = await step(site, coord, case_id, f"/cases/{case_id}/deadlines/recompute",
                        {"reason": "国务院已公布放假安排"})
         assert r.status_code == 303, r.text
         page = (await coord.get(f"/cases/{case_id}")).text
-        assert MARK not in board(page) and "recompute-deadlines" not in page
+        assert MARK not in board(page) and "deadlines/recompute" not in page
         timeline = page[page.index('class="timeline"'):]
         assert "期限重算" in timeline and "理由：国务院已公布放假安排" in timeline
         assert timeline.count("（正式）") == len(ROUTED)
@@ -112,25 +112,25 @@ async def test_a_case_whose_planning_fails_needs_attention_until_its_coordinator
         page = (await coord.get(f"/cases/{case_id}?done=opened")).text
         assert "案件已登记，但尚未向任何部门吹哨" in page  # not "departments are summoned"
         assert 'id="attention"' in page and "not valid YAML" in page
-        assert f'action="/cases/{case_id}/retry-planning"' in page
+        assert f'action="/cases/{case_id}/planning/retry"' in page
         assert "尚未吹哨任何部门。" in board(page)
         auditor = site.signed_in("auditor", "auditor", "huizhou")
         seen = (await auditor.get(f"/cases/{case_id}")).text
-        assert 'id="attention"' in seen and "retry-planning" not in seen
+        assert 'id="attention"' in seen and "planning/retry" not in seen
         listed = (await coord.get("/cases?attention=true")).text
         assert case_id in listed and 'class="badge attention"' in listed
 
         # Retried while the file is still broken: refused, the cause shown.
-        r = await step(site, coord, case_id, f"/cases/{case_id}/retry-planning", {})
+        r = await step(site, coord, case_id, f"/cases/{case_id}/planning/retry", {})
         assert r.status_code == 409
         assert "无法计算办理期限：政策文件或工作日历出错。详情：" in r.text
         assert "not valid YAML" in r.text
 
         policy.write_text(good, encoding="utf-8")
-        r = await step(site, coord, case_id, f"/cases/{case_id}/retry-planning", {})
+        r = await step(site, coord, case_id, f"/cases/{case_id}/planning/retry", {})
         assert r.status_code == 303, r.text
         page = (await coord.get(r.headers["location"])).text
-        assert 'id="attention"' not in page and "retry-planning" not in page
+        assert 'id="attention"' not in page and "planning/retry" not in page
         for code in ROUTED:
             assert f'id="summons-{code}"' in page
         timeline = page[page.index('class="timeline"'):]
@@ -140,5 +140,5 @@ async def test_a_case_whose_planning_fails_needs_attention_until_its_coordinator
         audit = (await auditor.get(f"/cases/{case_id}/audit")).text
         assert "确定性通过" in audit and "读模型与历史记录一致" in audit
         assert "需人工处理" in audit and "恢复办理" in audit
-        r = await step(site, coord, case_id, f"/cases/{case_id}/retry-planning", {})
+        r = await step(site, coord, case_id, f"/cases/{case_id}/planning/retry", {})
         assert r.status_code == 409 and "本案无需人工处理" in r.text
