@@ -26,7 +26,7 @@ from activities.notify import NotifyActivities
 from whistle import digests, logs, metrics
 from whistle.channels import SmtpConfig
 from whistle.db import make_engine, migrate
-from whistle.policy import load_policy
+from whistle.policy import LivePolicy
 from whistle.settings import Settings, get_settings
 from workflows.case import CaseWorkflow
 from workflows.delivery import DeliveryConfig, DeliveryWorkflow, start_dispatcher
@@ -127,7 +127,7 @@ def serve_metrics(settings: Settings, engine: Engine
     # The calendar gauge reads the policy file as it is at the scrape (cached a minute), as
     # the activities do: a `calendar:` block added for next year shows without a restart.
     reg = metrics.registry(engine, sdk_metrics_url=f"http://127.0.0.1:{sdk_port}/metrics",
-                           policy=lambda: load_policy(settings.policy_file),
+                           policy=LivePolicy(settings.policy_file).last_good,
                            timezone=settings.timezone)
     try:
         server, _thread = start_http_server(settings.worker_metrics_port,

@@ -30,7 +30,7 @@ from whistle.domain import (
     Projection,
 )
 from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRecord
-from whistle.policy import Policy, PolicyError, load_policy
+from whistle.policy import LivePolicy, Policy, PolicyError
 from whistle.projection import case_row, summons_row
 from whistle.settings import get_settings
 from whistle.workdays import CalendarNotCovered, deadline, plan
@@ -55,7 +55,7 @@ class CaseActivities:
         self.engine = engine
         self.policy_file = policy_file
         self.timezone = timezone
-        self._policy: tuple[tuple[int, int], Policy] | None = None
+        self._policy = LivePolicy(policy_file)
         self._break_idempotency = _test_break_idempotency()  # TEST-ONLY, see above
 
     def all(self) -> list[Callable[..., Any]]:
@@ -68,16 +68,9 @@ class CaseActivities:
         or is invalid fails the attempt with the reason (PolicyError's message names the
         field); the workflow retries a few times, then marks the case for attention."""
         try:
-            st = self.policy_file.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if self._policy is None or self._policy[0] != stamp:
-                self._policy = (stamp, load_policy(self.policy_file))
-        except OSError as e:
-            raise ApplicationError(f"{self.policy_file}: cannot read: {e.strerror}",
-                                   type="policy_unreadable") from e
+            return self._policy.current()
         except PolicyError as e:
             raise ApplicationError(str(e), type="policy_invalid") from e
-        return self._policy[1]
 
     @activity.defn(name=ActivityName.LOAD_POLICY)
     def load_policy(self, category: str) -> CasePolicy:

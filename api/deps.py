@@ -31,7 +31,7 @@ def _client(request: Request) -> Client:
 
 
 def _policy(request: Request) -> Policy:
-    return request.app.state.policy  # type: ignore[no-any-return]
+    return request.app.state.live_policy.last_good()  # type: ignore[no-any-return]
 
 
 def _session(engine: Annotated[Engine, Depends(_engine)]) -> Iterator[Session]:

@@ -29,7 +29,7 @@ from api.schemas import ERRORS
 from whistle import logs
 from whistle.db import make_engine, migrate
 from whistle.horizon import calendar_horizon
-from whistle.policy import load_policy
+from whistle.policy import LivePolicy
 from whistle.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -60,7 +60,7 @@ def health(request: Request, _: Public) -> Health:
     """The API is up and reaches its database; how far the official calendar reaches."""
     with Session(request.app.state.engine) as session:
         session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-    h = calendar_horizon(request.app.state.policy, datetime.now(UTC),
+    h = calendar_horizon(request.app.state.live_policy.last_good(), datetime.now(UTC),
                          request.app.state.settings.timezone)
     return Health(calendar=CalendarHealth(official_until=h.official_until,
                                           days_left=h.days_left, short=h.short))
@@ -95,7 +95,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             migrator.dispose()
         app.state.engine = make_engine(settings.database_url, wait_seconds=DB_WAIT_SECONDS,
                                        statement_seconds=DB_STATEMENT_SECONDS)
-        app.state.policy = load_policy(settings.policy_file)
+        app.state.live_policy = LivePolicy(settings.policy_file)
+        app.state.live_policy.current()  # refuse to start on a policy that cannot be used
         app.state.temporal = client or await Client.connect(
             settings.temporal_address, namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,

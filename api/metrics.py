@@ -29,7 +29,8 @@ _CASE_IN_PATH = re.compile(r"/cases/([0-9a-f]{16})(?:/|$)")
 def install(app: FastAPI, settings: Settings, api_prefix: str) -> None:
     """Add the request metrics middleware and GET /metrics to `app`. Routes of the
     routers included under `api_prefix` know only their own path: it is prefixed."""
-    registry = metrics.registry(lambda: app.state.engine, policy=lambda: app.state.policy,
+    registry = metrics.registry(lambda: app.state.engine,
+                                policy=lambda: app.state.live_policy.last_good(),
                                 timezone=settings.timezone)
     http = metrics.HttpMetrics(registry)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None

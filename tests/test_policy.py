@@ -80,3 +80,21 @@ def test_unreadable_and_non_yaml_files_are_clear_errors(tmp_path):
 def test_the_shipped_sample_policy_loads():
     policy = load_policy(default_policy_path())
     assert policy.for_category("environment").clock("sign_off") == ClockSpec(working_days=10)
+
+
+def test_a_live_policy_follows_the_file_and_keeps_the_last_good_one_while_it_is_broken(
+        tmp_path):
+    from whistle.policy import LivePolicy
+
+    path = tmp_path / "policy.yaml"
+    sample = default_policy_path().read_text(encoding="utf-8")
+    path.write_text(sample, encoding="utf-8")
+    live = LivePolicy(path)
+    first = live.current()
+    path.write_text(sample.replace('version: "2026.11-sample"', 'version: "next"'),
+                    encoding="utf-8")
+    assert live.current().version.startswith("next+")
+    path.write_text("version: [broken\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        live.current()
+    assert live.last_good().version.startswith("next+") and first.version != "next"

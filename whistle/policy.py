@@ -5,6 +5,8 @@ that is wrong."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from pathlib import Path
 
 import yaml
@@ -12,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from whistle.domain import CasePolicy, Code, LadderAction, LadderStep, Level
 from whistle.workdays import YearArrangement
+
+log = logging.getLogger("whistle.policy")
 
 
 class PolicyError(ValueError):
@@ -165,3 +169,46 @@ def _check_ladder(path: Path, spec: PolicyFile) -> None:
         raises = [i for i, s in enumerate(ladder) if s.action == LadderAction.RAISE]
         if raises and raises[-1] != len(ladder) - 1:
             raise PolicyError(f"{path}: {where}.ladder: 'raise' must be the last step")
+
+
+class LivePolicy:
+    """The policy file at `path` as it is now: parsed again only when it changes on disk
+    (its modification time or size), so an operator's edit (a year's `calendar:` block)
+    takes effect without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._good: Policy | None = None
+        self._error: PolicyError | None = None
+
+    def current(self) -> Policy:
+        """The policy in the file now; PolicyError (naming the field) if it cannot be used."""
+        try:
+            st = self.path.stat()
+        except OSError as e:
+            raise PolicyError(f"{self.path}: cannot read: {e.strerror}") from e
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._good, self._error = load_policy(self.path), None
+                except PolicyError as e:
+                    self._error = e
+                    log.error("policy file unusable, the last good one stays in force: %s", e)
+            if self._error is not None:
+                raise self._error
+            assert self._good is not None
+            return self._good
+
+    def last_good(self) -> Policy:
+        """`current()`, or while the file is being edited into shape the last policy that
+        could be used (PolicyError only if none ever could)."""
+        try:
+            return self.current()
+        except PolicyError:
+            if self._good is None:
+                raise
+            return self._good

@@ -31,6 +31,7 @@ from whistle.domain import Level, Role
 from whistle.horizon import Horizon, calendar_horizon
 from whistle.identity import Principal, TokenRejected
 from whistle.models import CaseRecord, Category, Department, Jurisdiction
+from whistle.policy import PolicyError
 from whistle.settings import Settings, get_settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -425,9 +426,10 @@ def calendar_warning(request: Request, who: Principal) -> Horizon | None:
     extended: admins and the city level. None otherwise."""
     if who.role != Role.ADMIN and who.level != Level.CITY:
         return None
-    policy = getattr(request.app.state, "policy", None)
-    if policy is None:
-        return None
+    try:
+        policy = request.app.state.live_policy.last_good()
+    except PolicyError:
+        return None  # no usable policy ever: nothing planned on any calendar yet
     horizon = calendar_horizon(policy, datetime.now(UTC), settings_of(request).timezone)
     return horizon if horizon.short else None
 

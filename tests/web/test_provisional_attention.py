@@ -20,7 +20,7 @@ from tests.test_kpi import summons as summons_row
 from tests.web.conftest import Site
 from tests.web.test_templates import CASE_CONTEXT, base, case, summons
 from whistle.horizon import Horizon, calendar_horizon
-from whistle.policy import load_policy
+from whistle.policy import LivePolicy, load_policy
 
 MARK = 'class="badge provisional"'
 WHY = {"zh-CN": "仅按法定节假日计算：该年度官方节假日安排尚未公布，公布后此期限可能调整。",
@@ -260,11 +260,11 @@ async def test_the_city_level_and_admins_are_warned_when_the_official_calendar_r
         site: Site, tmp_path: Path) -> None:
     """A clock of 250 working days reaches a year with no official arrangement yet (the
     State Council publishes a year's arrangement about a month before it starts)."""
-    long = load_policy(policy_with(tmp_path, d_sign_off_hours=None,
-                                   d_sign_off_working_days=250))
+    long_file = policy_with(tmp_path, d_sign_off_hours=None, d_sign_off_working_days=250)
+    long = load_policy(long_file)
     horizon = calendar_horizon(long, NOW, site.settings.timezone)
     assert horizon.short
-    site.app.state.policy = long
+    site.app.state.live_policy = LivePolicy(long_file)
     city = site.signed_in("city", "coordinator", "huizhou")
     html = (await city.get("/dashboard")).text
     assert 'id="calendar-horizon"' in html and f"补充 {horizon.next_year} 年的安排" in html
@@ -278,6 +278,6 @@ async def test_the_city_level_and_admins_are_warned_when_the_official_calendar_r
     # Official arrangements (empty ones will do) for the next years: nothing to warn about.
     years = {year: {"holidays": [], "workdays": []} for year in
              range(NOW.year, NOW.year + 4)}
-    site.app.state.policy = load_policy(policy_with(tmp_path, calendar=years))
+    site.app.state.live_policy = LivePolicy(policy_with(tmp_path, calendar=years))
     assert 'id="calendar-horizon"' not in (await city.get("/dashboard")).text
     assert 'id="calendar-horizon"' not in (await admin.get("/")).text
