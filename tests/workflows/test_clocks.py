@@ -368,7 +368,7 @@ async def test_working_day_clocks_are_planned_by_the_calendar_activity(
     assert one(events(s, EventKind.SUMMONED)).data["provisional"] == ["sign_off"]
     [row] = db_summonses(engine, s.case_id)
     assert (row.report_in_provisional, row.sign_off_provisional) == (False, True)
-    assert not db_case(engine, s.case_id).provisional  # report-in (not provisional) runs now
+    assert db_case(engine, s.case_id).provisional  # the sign-off clock is still to run
 
 
 # --- early warning (预警) -------------------------------------------------------------------
