@@ -21,12 +21,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import whistlectl
-from whistle.db import make_engine, migrate
+from tests.conftest import prepare_read_model
+from whistle.db import make_engine
 from whistle.domain import RecomputeDeadlines, RetryPlanning, StepResult, workflow_id
 from whistle.horizon import calendar_horizon
 from whistle.models import CaseRecord
 from whistle.policy import load_policy
-from whistle.reference import load_reference
 from whistle.settings import DATA_DIR, get_settings
 
 SH = "Asia/Shanghai"
@@ -140,10 +140,7 @@ def test_check_policy_of_the_shipped_policy_prints_the_horizon(capsys):
 def read_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A SQLite read model with the sample reference data, as the CLI's database."""
     url = f"sqlite:///{tmp_path / 'whistle.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    load_reference(engine, DATA_DIR / "reference.yaml")
-    engine.dispose()
+    prepare_read_model(url)
     monkeypatch.setenv("WHISTLE_DATABASE_URL", url)
     get_settings.cache_clear()
     yield url

@@ -35,14 +35,13 @@ log = logging.getLogger("whistle.metrics")
 ESCALATION_DAYS = 7  # escalations per day, for the last this many days (UTC days)
 
 
-class BusinessCollector(Collector):
-    """Open cases by level, overdue summonses by department, escalations per day, the
-    delivery backlog, and open cases needing attention or with provisional deadlines; one
-    short query each, at most every `cache_seconds`."""
+class _CachedCollector(Collector):
+    """A collector that measures at most every `cache_seconds`; what `_measure` raises is
+    logged and answered with `_unavailable()`, never a failed scrape."""
 
-    def __init__(self, engine: Engine | Callable[[], Engine], cache_seconds: float = 15.0
-                 ) -> None:
-        self.engine_of = engine if callable(engine) else (lambda: engine)
+    what = "metrics"
+
+    def __init__(self, cache_seconds: float) -> None:
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
@@ -52,13 +51,35 @@ class BusinessCollector(Collector):
             if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
                 try:
                     self._cached = (time.monotonic(), self._measure())
-                except Exception:  # a scrape must not fail because the database is down
-                    log.exception("business metrics unavailable")
-                    up = GaugeMetricFamily("whistle_read_model_up",
-                                           "1 when the read model answered the last scrape")
-                    up.add_metric([], 0)
-                    return iter([up])
+                except Exception:
+                    log.exception("%s unavailable", self.what)
+                    return iter(self._unavailable())
             return iter(self._cached[1])
+
+    def _measure(self) -> list[Metric]:
+        raise NotImplementedError
+
+    def _unavailable(self) -> list[Metric]:
+        return []
+
+
+class BusinessCollector(_CachedCollector):
+    """Open cases by level, overdue summonses by department, escalations per day, the
+    delivery backlog, and open cases needing attention or with provisional deadlines; one
+    short query each, at most every `cache_seconds`."""
+
+    what = "business metrics"  # a scrape must not fail because the database is down
+
+    def __init__(self, engine: Engine | Callable[[], Engine], cache_seconds: float = 15.0
+                 ) -> None:
+        super().__init__(cache_seconds)
+        self.engine_of = engine if callable(engine) else (lambda: engine)
+
+    def _unavailable(self) -> list[Metric]:
+        up = GaugeMetricFamily("whistle_read_model_up",
+                               "1 when the read model answered the last scrape")
+        up.add_metric([], 0)
+        return [up]
 
     def _measure(self) -> list[Metric]:
         open_cases = GaugeMetricFamily("whistle_open_cases", "cases not closed, by level",
@@ -117,27 +138,17 @@ class BusinessCollector(Collector):
         return [open_cases, overdue, escalations, pending, attention, provisional, up]
 
 
-class CalendarCollector(Collector):
+class CalendarCollector(_CachedCollector):
     """Days left on the official working-day calendar, and whether that is short of the
     policy's longest clock (whistle/horizon.py). Needs the policy only, never the database;
     computed at most every `cache_seconds` (the day changes slowly)."""
 
+    what = "calendar metrics"  # a broken policy file must not fail the whole scrape
+
     def __init__(self, policy: Callable[[], Policy], timezone: str,
                  cache_seconds: float = 60.0) -> None:
+        super().__init__(cache_seconds)
         self.policy_of, self.timezone = policy, timezone
-        self.cache_seconds = cache_seconds
-        self._lock = threading.Lock()
-        self._cached: tuple[float, list[Metric]] | None = None
-
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
-                try:
-                    self._cached = (time.monotonic(), self._measure())
-                except Exception:  # a broken policy file must not fail the whole scrape
-                    log.exception("calendar metrics unavailable")
-                    return iter(())
-            return iter(self._cached[1])
 
     def _measure(self) -> list[Metric]:
         h = calendar_horizon(self.policy_of(), datetime.now(UTC), self.timezone)

@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from tests.conftest import _binary
 from tests.helpers import SAMPLE_POLICY, case_state, new_worker, start_case
@@ -32,6 +33,7 @@ from tests.workflows.support import (
     one,
     outbox_for,
     record_outcome,
+    refs,
     rejected,
     report_in,
     settle_all,
@@ -46,6 +48,7 @@ from whistle.domain import (
     OutcomeKind,
     RecomputeDeadlines,
     RetryPlanning,
+    SummonMore,
 )
 from whistle.workdays import is_workday
 from workflows.case import RETRY_PLANNING, CaseWorkflow
@@ -150,10 +153,8 @@ async def test_a_case_whose_planning_fails_is_visible_told_and_recovers(
     policy = policy_copy(tmp_path)
     good = policy.read_text(encoding="utf-8")
     async with new_worker(env.client, engine, policy=policy) as worker:
-        policy.write_text("version: broken\ndefaults: {}\n", encoding="utf-8")
-        h = await start_case(env.client, worker, case_state(engine, ["xjk-police"],
-                                                            category="neighbour"))
-        handles.append(h)
+        h = await open_on_broken_policy(env, worker, engine, policy, "version: broken\n"
+                                        "defaults: {}\n", handles)
         s = await state(h)
         assert s.status == CaseStatus.OPEN and s.summonses == [] and s.policy is None
         assert s.attention is not None and "defaults" in s.attention.reason
@@ -189,10 +190,8 @@ async def test_a_case_waiting_for_its_planning_retries_by_itself(
     policy = policy_copy(tmp_path)
     good = policy.read_text(encoding="utf-8")
     async with new_worker(env.client, engine, policy=policy) as worker:
-        policy.write_text("version: [unclosed\n", encoding="utf-8")
-        h = await start_case(env.client, worker, case_state(engine, ["xjk-police"],
-                                                            category="neighbour"))
-        handles.append(h)
+        h = await open_on_broken_policy(env, worker, engine, policy, "version: [unclosed\n",
+                                        handles)
         s = await state(h)
         assert s.attention is not None and "not valid YAML" in s.attention.reason
         policy.write_text(good, encoding="utf-8")
@@ -202,9 +201,18 @@ async def test_a_case_waiting_for_its_planning_retries_by_itself(
     assert one(events(s, EventKind.ATTENTION_RESOLVED)).actor == "system"
 
 
-def _summon(engine: Engine) -> object:
-    from tests.workflows.support import refs
-    from whistle.domain import SummonMore
+async def open_on_broken_policy(env: WorkflowEnvironment, worker: Worker, engine: Engine,
+                                policy: Path, broken: str, handles: list[WorkflowHandle]
+                                ) -> WorkflowHandle:
+    """Break the policy file (an operator's bad edit), then open a neighbour case."""
+    policy.write_text(broken, encoding="utf-8")
+    h = await start_case(env.client, worker,
+                         case_state(engine, ["xjk-police"], category="neighbour"))
+    handles.append(h)
+    return h
+
+
+def _summon(engine: Engine) -> SummonMore:
     return SummonMore(actor=COORDINATOR, departments=refs(engine, "xjk-justice"))
 
 
