@@ -72,8 +72,13 @@ class CaseActivities:
         except PolicyError as e:
             raise ApplicationError(str(e), type="policy_invalid") from e
 
+    # Reading the policy and planning are async activities: they run on the worker's event
+    # loop (a file stat, a parse when the file changed, a few date computations), never
+    # queued behind projections that wait for a locked or unreachable database in the
+    # activity threads — a case must plan its clocks while the read model is down.
+
     @activity.defn(name=ActivityName.LOAD_POLICY)
-    def load_policy(self, category: str) -> CasePolicy:
+    async def load_policy(self, category: str) -> CasePolicy:
         """The clocks and ladder a new case of `category` runs under (read at case start,
         so later policy edits never change a running case)."""
         return self.policy().for_category(category)
@@ -90,13 +95,17 @@ class CaseActivities:
             raise ApplicationError(str(e), type="calendar_not_covered") from e
 
     @activity.defn(name=ActivityName.PLAN_CLOCKS)
-    def plan_clocks(self, req: PlanRequest) -> list[list[PlannedDeadline]]:
+    async def plan_clocks(self, req: PlanRequest) -> list[list[PlannedDeadline]]:
         """The deadline of each clock of each request: plain hours, or working days on
         China's calendar in the deployment's time zone, official where the arrangement is
         published (policy `calendar:` block, then the chinese-calendar package) and
         provisional where it is not, each deadline saying whether it is. A year no
         calendar covers fails at once (retrying cannot mend it): the case then shows that
         it needs attention, with this reason."""
+        return self.plan(req)
+
+    def plan(self, req: PlanRequest) -> list[list[PlannedDeadline]]:
+        """`plan_clocks`, called directly."""
         overrides = self.policy().spec.calendar
         try:
             return [[plan(r.start, c, self.timezone, overrides) for c in r.clocks]

@@ -68,7 +68,7 @@ def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):
 def test_plan_clocks_fails_at_once_with_the_reason_when_no_calendar_covers_the_year():
     acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
     with pytest.raises(ApplicationError) as e:
-        acts.plan_clocks(PlanRequest(requests=[DeadlineRequest(
+        acts.plan(PlanRequest(requests=[DeadlineRequest(
             start=shanghai(2100, 12, 30), clocks=[ClockSpec(working_days=5)])]))
     assert e.value.type == "calendar_not_covered" and e.value.non_retryable
     assert "does not cover 2101" in e.value.message
@@ -76,7 +76,7 @@ def test_plan_clocks_fails_at_once_with_the_reason_when_no_calendar_covers_the_y
 
 def test_plan_clocks_says_which_deadlines_are_provisional():
     acts = CaseActivities(engine=None, policy_file=default_policy_path())  # type: ignore[arg-type]
-    got = acts.plan_clocks(PlanRequest(requests=[
+    got = acts.plan(PlanRequest(requests=[
         DeadlineRequest(start=shanghai(2026, 12, 28, 10),
                         clocks=[ClockSpec(hours=24), ClockSpec(working_days=10)]),
         DeadlineRequest(start=shanghai(2026, 12, 1, 10), clocks=[ClockSpec(working_days=10)]),
@@ -95,10 +95,10 @@ def test_a_broken_policy_file_fails_planning_with_the_field_named(tmp_path: Path
     acts = CaseActivities(engine=None, policy_file=policy)  # type: ignore[arg-type]
     request = PlanRequest(requests=[DeadlineRequest(start=shanghai(2026, 12, 1),
                                                     clocks=[ClockSpec(working_days=1)])])
-    assert acts.plan_clocks(request)
+    assert acts.plan(request)
     policy.write_text("version: x\ndefaults: {}\n", encoding="utf-8")
     with pytest.raises(ApplicationError) as e:
-        acts.plan_clocks(request)
+        acts.plan(request)
     assert e.value.type == "policy_invalid" and "defaults" in e.value.message
 
 

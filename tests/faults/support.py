@@ -154,7 +154,9 @@ class Ledger:
 
 
 RETRY = {202, 502, 503, 504}  # try again: pending or unavailable (either may have been applied)
-ALREADY = {"wrong_summons_status", "case_closed", "wrong_case_status"}
+# Refusals of a repeated step that an earlier try applied, or is applying (step_in_progress:
+# the repeat arrived while that try was still planning its deadlines).
+ALREADY = {"wrong_summons_status", "case_closed", "wrong_case_status", "step_in_progress"}
 
 
 def _code(r: httpx.Response) -> str:

@@ -301,7 +301,7 @@ async def test_steps_sent_while_a_summons_is_planned(
     def plan_clocks(req: PlanRequest) -> list[list[PlannedDeadline]]:
         started.set()
         planning.wait(30)
-        return acts.plan_clocks(req)
+        return acts.plan(req)
 
     async with worker_on(time_env.client, engine, fresh_queue(), plan_clocks) as worker:
         h = await cases.start(worker, [POLICE])
