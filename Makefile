@@ -21,7 +21,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 /root/.pyenv/versions/3.12.1/bi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
-	@echo "  (make test PYTEST_ARGS='-k foo -x' passes arguments to pytest)"
+	@echo "  (make test PYTEST_ARGS='-k foo -x' passes arguments to pytest; TEST_WORKERS=0 runs one process)"
 
 venv: $(STAMP) ## Create .venv and install the project with dev extras (only when pyproject.toml changes)
 
@@ -43,8 +43,13 @@ $(STAMP): pyproject.toml | $(PY)
 run: venv ## Start Temporal dev server, worker and API (Ctrl-C stops everything)
 	$(PY) scripts/dev.py
 
-test: venv browser ## Run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two pytest-xdist workers (TEST_WORKERS=0 runs in one process): the fault tests stay together
+# on one of them (tests/conftest.py), the rest spread; the 15 slowest tests are printed.
+TEST_WORKERS ?= 2
+test: venv browser ## Run the test suite (two workers; prints its wall time and slowest tests)
+	@start=$$(date +%s); \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s of wall time"; exit $$rc
 
 # Debian's Chromium for the browser tests (tests/e2e, driven by Playwright's Python package;
 # never `playwright install`), and a CJK font so the screenshots show Chinese, not boxes.

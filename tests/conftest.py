@@ -37,6 +37,14 @@ BIN = Path(sys.executable).parent
 os.environ.setdefault("WHISTLE_WORKFLOW_SANDBOX", "true")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`make test` runs two workers), the fault tests run one after the
+    other on one worker: each starts its own stack and times what it kills."""
+    for item in items:
+        if item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.xdist_group("faults"))
+
+
 def _binary(name: str) -> str:
     path = shutil.which(name) or str(BIN / name)
     if not Path(path).exists():
