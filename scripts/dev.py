@@ -1,10 +1,16 @@
 """`make run`: the Temporal dev server, the worker and the API on this machine.
 
 Everything persists under data/ (SQLite files and logs), so a restart keeps all cases.
-Ctrl-C (or SIGTERM) stops the children in reverse order. Standard library only, plus
-`whistle.search_attributes` for the custom search attributes to register.
+A child that dies (the worker killed, the API crashed, even the Temporal server) is started
+again after a back-off (1 s, doubling up to 30 s; back to 1 s once it has stayed up a minute),
+with a line saying so; the others keep running. Ctrl-C (or SIGTERM) stops the children in
+reverse order. Standard library only, plus `whistle.search_attributes` for the custom search
+attributes to register.
 
     python scripts/dev.py [--only-temporal] [--data-dir DIR]
+
+Ports: WHISTLE_API_PORT (8000), WHISTLE_WORKER_METRICS_PORT (9464), WHISTLE_DEV_GRPC_PORT
+(7233: the worker and the API are pointed at it) and WHISTLE_DEV_UI_PORT (8233).
 """
 
 import argparse
@@ -23,9 +29,11 @@ from whistle.search_attributes import dev_server_args  # noqa: E402
 from whistle.users_cli import DEMO_PASSWORD  # noqa: E402
 
 BIN = Path(sys.executable).parent  # the venv's bin/: temporal, whistle
-GRPC_PORT, UI_PORT = 7233, 8233
+GRPC_PORT = int(os.environ.get("WHISTLE_DEV_GRPC_PORT", "7233"))
+UI_PORT = int(os.environ.get("WHISTLE_DEV_UI_PORT", "8233"))
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
+FIRST_BACKOFF, MAX_BACKOFF, STEADY = 1.0, 30.0, 60.0  # restarts: seconds
 stop_requested = False  # set by the SIGINT/SIGTERM handler
 
 
@@ -66,14 +74,43 @@ class Child:
     """A process started in its own session with output going to a log file."""
 
     def __init__(self, name: str, cmd: list[str], log: Path, env: dict[str, str]):
-        self.name, self.log = name, log
-        with log.open("ab") as out:
-            out.write(f"\n--- {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
+        self.name, self.log, self.cmd, self.env = name, log, cmd, env
+        self.backoff = FIRST_BACKOFF
+        self.restart_at: float | None = None  # set while it is down, waiting to start again
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            out.write(f"\n--- {time.strftime('%F %T')} {' '.join(self.cmd)}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                self.cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
+        self.started = time.monotonic()
+
+    def keep_up(self) -> None:
+        """Once running: if it has exited, say so and start it again after the back-off."""
+        if stop_requested:
+            raise Stop
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                self.start()
+                print(f"{time.strftime('%T')} {self.name} started again "
+                      f"(pid {self.proc.pid})", flush=True)
+            return
+        code = self.proc.poll()
+        if code is None:
+            if now - self.started > STEADY:
+                self.backoff = FIRST_BACKOFF
+            return
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+        print(f"{time.strftime('%T')} {self.name} {how}; starting it again in "
+              f"{self.backoff:g} s (log: {self.log})", flush=True)
+        self.restart_at = now + self.backoff
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
 
     def check_alive(self) -> None:
         """Raise Stop if asked to stop, ChildFailed (with the log's tail) if the child exited."""
@@ -86,6 +123,7 @@ class Child:
 
     def stop(self) -> None:
         """SIGTERM its process group, wait up to STOP_TIMEOUT, then SIGKILL."""
+        self.restart_at = None
         if self.proc.poll() is not None:
             return
         print(f"stopping {self.name} (pid {self.proc.pid})", flush=True)
@@ -162,7 +200,8 @@ def start_all(args, data: Path, env: dict[str, str], children: list[Child]) -> N
     py = sys.executable
     children.append(Child("worker", [py, "worker.py"], logs / "worker.log", env))
     api = Child("api", [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-                        "--port", str(args.api_port)], logs / "api.log", env)
+                        "--port", str(args.api_port), "--timeout-graceful-shutdown", "5"],
+                logs / "api.log", env)
     children.append(api)
     base = f"http://127.0.0.1:{args.api_port}"
     worker_metrics = args.worker_metrics_port
@@ -194,6 +233,7 @@ def main() -> int:
     data = args.data_dir.resolve()
     (data / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("WHISTLE_TEMPORAL_ADDRESS", f"127.0.0.1:{GRPC_PORT}")
     if data != ROOT / "data":
         env.setdefault("WHISTLE_DATABASE_URL", f"sqlite:///{data / 'whistle.db'}")
 
@@ -208,9 +248,10 @@ def main() -> int:
     code = 0
     try:
         start_all(args, data, env, children)
+        print("pids: " + ", ".join(f"{c.name} {c.proc.pid}" for c in children), flush=True)
         while True:
             for child in children:
-                child.check_alive()
+                child.keep_up()
             time.sleep(0.5)
     except Stop:
         print("\nshutting down", flush=True)
