@@ -484,15 +484,23 @@ class Summons(Message):
         return []
 
     @property
+    def running_clock(self) -> tuple[Clock, datetime]:
+        """The clock that runs while the summons is open, and its due: report-in until the
+        department reports in, sign-off after."""
+        if self.status == SummonsStatus.SUMMONED:
+            return Clock.REPORT_IN, self.report_in_due
+        return Clock.SIGN_OFF, self.sign_off_due
+
+    def escalation(self, clock: Clock, due: datetime) -> Escalation | None:
+        """The ladder of `clock` missed at `due`, if it was missed."""
+        return next((e for e in self.escalations if e.clock == clock and e.missed_at == due),
+                    None)
+
+    @property
     def overdue(self) -> bool:
         """The clock running now was missed (true until it is met or moved, also after
         its ladder has topped out)."""
-        if not self.status.is_open:
-            return False
-        clock, due = ((Clock.REPORT_IN, self.report_in_due)
-                      if self.status == SummonsStatus.SUMMONED
-                      else (Clock.SIGN_OFF, self.sign_off_due))
-        return any(e.clock == clock and e.missed_at == due for e in self.escalations)
+        return self.status.is_open and self.escalation(*self.running_clock) is not None
 
 
 class Outcome(Message):

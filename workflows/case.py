@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TypeVar
 
 from temporalio import workflow
@@ -29,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         AddFact,
         ApplyPolicy,
         Attention,
-        CaseEvent,
         CasePolicy,
         CaseState,
         CaseStatus,
@@ -40,21 +38,17 @@ with workflow.unsafe.imports_passed_through():
         DeadlineRequest,
         DecideExtension,
         DepartmentRef,
-        Escalation,
         EventKind,
         Extension,
         ExtensionStatus,
         Feedback,
-        LadderAction,
         LadderStep,
-        Notification,
         OpenedResult,
         Outcome,
         OutcomeKind,
         PlannedDeadline,
         PlanRequest,
         Projection,
-        Recipient,
         RecomputeDeadlines,
         RecordFeedback,
         RecordOutcome,
@@ -71,6 +65,8 @@ with workflow.unsafe.imports_passed_through():
         SummonsStatus,
         TakeOver,
     )
+    from workflows.ladder import Ladder
+    from workflows.timeline import Timeline, centre, department
 
 # Reading the policy or the read model may wait for a database that is down: keep trying,
 # the case just waits (nothing a user submitted is lost, it is in history already).
@@ -119,11 +115,12 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, state: CaseState) -> None:
         # Built in __init__ so an Update that arrives with the start finds the state ready.
-        self.s = state
+        self.case = state
+        self._timeline = Timeline(state, workflow.now)
+        self._ladder = Ladder(state, self._timeline, self._after, warn=False)
         self._lock = asyncio.Lock()
         self._summoning: set[str] = set()  # departments being summoned by a running handler
         self._upserted: dict[str, object] = {}
-        self._warn = False  # early warnings (预警): only in runs started by code that has them
         self._local_reads = False  # policy and deadlines as local activities (see _read)
         self._calendar = False  # provisional calendars and bounded planning (see _plan)
         self._busy: set[str] = set()  # steps awaiting their planning: see _expect_not_busy
@@ -135,16 +132,16 @@ class CaseWorkflow:
     async def run(self, state: CaseState) -> CaseState:
         # Decided once per run, at its start: histories recorded before early warnings
         # replay without them (no marker), every run started since has them.
-        self._warn = workflow.patched(CLOCK_WARNINGS)
+        self._ladder.warn = workflow.patched(CLOCK_WARNINGS)
         self._local_reads = workflow.patched(LOCAL_READS)
         self._calendar = workflow.patched(PROVISIONAL_CALENDAR)
-        if self.s.opened_at is None:
+        if self.case.opened_at is None:
             await (self._open() if self._calendar else self._open_before_calendars())
-        while self.s.status != CaseStatus.CLOSED:
+        while self.case.status != CaseStatus.CLOSED:
             if workflow.info().is_continue_as_new_suggested():
                 await self._quiesce()
-                self.s.runs += 1
-                workflow.continue_as_new(self.s)
+                self.case.runs += 1
+                workflow.continue_as_new(self.case)
             await self._sleep_until(self._next_due())
             if self._retry_due():
                 await self._resume("system")
@@ -152,14 +149,14 @@ class CaseWorkflow:
             await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
-        return self.s
+        return self.case
 
     async def _quiesce(self) -> None:
         """Wait until no step is running and everything is projected: a step accepted by
         this run must finish in it, not be cut off by continue-as-new."""
         idle = lambda: workflow.all_handlers_finished() and not self._summoning  # noqa: E731
         await workflow.wait_condition(idle)
-        while self.s.projected_seq < self.s.events[-1].seq or not idle():
+        while self.case.projected_seq < self.case.events[-1].seq or not idle():
             await self._flush()
             await workflow.wait_condition(idle)
 
@@ -167,9 +164,9 @@ class CaseWorkflow:
         """The policy in force now for the case's category; PlanningFailed when it cannot
         be read (runs before provisional calendars retry for ever instead)."""
         if not self._calendar:
-            return await self._read(ActivityName.LOAD_POLICY, self.s.start.intake.category,
+            return await self._read(ActivityName.LOAD_POLICY, self.case.start.intake.category,
                                     CasePolicy)
-        return await self._bounded(ActivityName.LOAD_POLICY, self.s.start.intake.category,
+        return await self._bounded(ActivityName.LOAD_POLICY, self.case.start.intake.category,
                                    CasePolicy)
 
     async def _bounded(self, name: str, arg: object, result_type: type[T]) -> T:
@@ -224,20 +221,20 @@ class CaseWorkflow:
         planning fails the case is recorded all the same, marked as needing attention with
         the reason (its centre told), and tries again later: a case is never invisible."""
         now = workflow.now()
-        self.s.opened_at = now
+        self.case.opened_at = now
         problem = None
         try:
-            self.s.policy = await self._load_policy()
+            self.case.policy = await self._load_policy()
             planned = await self._plan_summonses(now)
         except PlanningFailed as e:
             problem = e.reason
-        intake = self.s.start.intake
-        self._event(EventKind.OPENED, self.s.start.actor, None, at=now, category=intake.category,
-                    level=self.s.level, owner=self.s.owner,
-                    policy_version=self.s.policy.version if self.s.policy else None,
-                    repeat_of=self.s.start.repeat_of or None)
+        intake = self.case.start.intake
+        self._event(EventKind.OPENED, self.case.start.actor, None, at=now, category=intake.category,
+                    level=self.case.level, owner=self.case.owner,
+                    policy_version=self.case.policy.version if self.case.policy else None,
+                    repeat_of=self.case.start.repeat_of or None)
         if problem is None:
-            self._add_summonses(self.s.start.departments, now, planned, self.s.start.actor,
+            self._add_summonses(self.case.start.departments, now, planned, self.case.start.actor,
                                 reason="intake")
         else:
             self._needs_attention(problem)
@@ -245,21 +242,21 @@ class CaseWorkflow:
 
     async def _open_before_calendars(self) -> None:
         """`_open` as runs recorded before provisional calendars did it (replay only)."""
-        self.s.policy = await self._load_policy()
+        self.case.policy = await self._load_policy()
         now = workflow.now()
-        self.s.opened_at = now
-        intake = self.s.start.intake
+        self.case.opened_at = now
+        intake = self.case.start.intake
         self._event(
             EventKind.OPENED,
-            self.s.start.actor,
+            self.case.start.actor,
             None,
             category=intake.category,
-            level=self.s.level,
-            owner=self.s.owner,
-            policy_version=self.s.policy.version,
-            repeat_of=self.s.start.repeat_of or None,
+            level=self.case.level,
+            owner=self.case.owner,
+            policy_version=self.case.policy.version,
+            repeat_of=self.case.start.repeat_of or None,
         )
-        await self._summon(self.s.start.departments, self.s.start.actor, reason="intake")
+        await self._summon(self.case.start.departments, self.case.start.actor, reason="intake")
         await self._flush()
 
     # --- needs attention (需人工处理) -------------------------------------------------------
@@ -267,46 +264,46 @@ class CaseWorkflow:
     def _needs_attention(self, reason: str) -> None:
         """Mark the case as unable to go on, tell its centre (once per new reason), and
         set when it tries again."""
-        now, was = workflow.now(), self.s.attention
-        self.s.attention = Attention(
+        now, was = workflow.now(), self.case.attention
+        self.case.attention = Attention(
             code="planning_failed", reason=reason, since=was.since if was else now,
             retry_at=now + RETRY_PLANNING, attempts=was.attempts + 1 if was else 1)
         if was is None or was.reason != reason:
-            self._tell_attention("planning_failed", reason, self.s.attention.retry_at)
+            self._tell_attention("planning_failed", reason, self.case.attention.retry_at)
 
     def _tell_attention(self, code: str, reason: str, retry_at: datetime | None = None) -> None:
         seq = self._event(EventKind.NEEDS_ATTENTION, "system", None, code=code, reason=reason,
                           retry_at=retry_at)
-        self._notify(seq, f"centre:{self.s.owner}")
+        self._notify(seq, centre(self.case.owner))
 
     def _retry_due(self) -> bool:
-        a = self.s.attention
+        a = self.case.attention
         return a is not None and not self._resuming and a.retry_at <= workflow.now()
 
     async def _resume(self, actor: str) -> bool:
         """Try the intake's planning again; on success summon its departments and clear the
         attention mark. False (the reason recorded, the next try set) when it fails again."""
-        if self._resuming or self.s.attention is None:
-            return self.s.attention is None
+        if self._resuming or self.case.attention is None:
+            return self.case.attention is None
         self._resuming = True
         try:
             now = workflow.now()
-            loaded = self.s.policy is None
+            loaded = self.case.policy is None
             if loaded:
-                self.s.policy = await self._load_policy()
+                self.case.policy = await self._load_policy()
             planned = await self._plan_summonses(now)
         except PlanningFailed as e:
             self._needs_attention(e.reason)
             return False
         finally:
             self._resuming = False
-        if self.s.status == CaseStatus.CLOSED or self.s.attention is None:
+        if self.case.status == CaseStatus.CLOSED or self.case.attention is None:
             return True  # withdrawn meanwhile, or another retry got there first
-        self.s.attention = None
+        self.case.attention = None
         self._event(EventKind.ATTENTION_RESOLVED, actor, None, at=now,
                     policy_version=self._policy.version if loaded else None)
         # the intake's summonses, as its coordinator asked for them
-        self._add_summonses(self.s.start.departments, now, planned, self.s.start.actor,
+        self._add_summonses(self.case.start.departments, now, planned, self.case.start.actor,
                             reason="intake")
         return True
 
@@ -316,7 +313,7 @@ class CaseWorkflow:
         def changed() -> bool:
             return (
                 self._next_due() != due
-                or self.s.status == CaseStatus.CLOSED
+                or self.case.status == CaseStatus.CLOSED
                 or workflow.info().is_continue_as_new_suggested()
             )
 
@@ -329,75 +326,22 @@ class CaseWorkflow:
         with contextlib.suppress(TimeoutError):  # the deadline came: the loop fires it
             await workflow.wait_condition(changed, timeout=timeout)
 
-    # --- clocks and the escalation ladder --------------------------------------------------
+    # --- clocks (the ladder itself: workflows/ladder.py) ---------------------------------
 
     def _next_due(self) -> datetime | None:
-        dues: list[datetime] = []
-        for s in self.s.open_summonses():
-            clock, due = self._running_clock(s)
-            if not self._escalation(s, clock, due):
-                dues.append(due)
-                if (warn := self._warning_due(s, due)) is not None:
-                    dues.append(warn)
-            dues += [e.next_due for e in s.escalations if not e.done]
-        if self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_due:
-            dues.append(self.s.feedback_due)
-        if self.s.attention is not None and not self._resuming:
-            dues.append(self.s.attention.retry_at)
+        dues = [d for d in [self._ladder.next_due()] if d is not None]
+        if self.case.status == CaseStatus.AWAITING_FEEDBACK and self.case.feedback_due:
+            dues.append(self.case.feedback_due)
+        if self.case.attention is not None and not self._resuming:
+            dues.append(self.case.attention.retry_at)
         return min(dues, default=None)
 
-    @staticmethod
-    def _running_clock(s: Summons) -> tuple[Clock, datetime]:
-        if s.status == SummonsStatus.SUMMONED:
-            return Clock.REPORT_IN, s.report_in_due
-        return Clock.SIGN_OFF, s.sign_off_due
-
-    @staticmethod
-    def _escalation(s: Summons, clock: Clock, due: datetime) -> Escalation | None:
-        for e in s.escalations:
-            if e.clock == clock and e.missed_at == due:
-                return e
-        return None
-
-    def _warning_due(self, s: Summons, due: datetime) -> datetime | None:
-        """When the running clock (due at `due`) reaches the policy's warning share, counted
-        from the summons; None when this run gives no warnings or one was given already."""
-        share = self._policy.warn_at
-        if not self._warn or share is None or due in s.warned:
-            return None
-        return s.summoned_at + (due - s.summoned_at) * share
-
     async def _fire_due_clocks(self) -> None:
-        if self.s.policy is None:
-            return  # opened without a policy (needs attention): no clock runs yet
         now = workflow.now()
-        ladder = self._policy.ladder
-        for s in self.s.open_summonses():
-            clock, due = self._running_clock(s)
-            warn = self._warning_due(s, due)
-            if warn is not None and warn <= now and not self._escalation(s, clock, due):
-                s.warned.append(due)
-                if due > now:  # a clock already missed gets its ladder, not a warning
-                    seq = self._event(EventKind.CLOCK_WARNING, "system", s.department,
-                                      clock=clock, due=due)
-                    self._notify(seq, f"department:{s.department}")
-                    self._notify(seq, f"centre:{self.s.owner}")
-            if due <= now and not self._escalation(s, clock, due):
-                first = await self._after(due, ladder[0])
-                if self._running_clock(s) != (clock, due) or not s.status.is_open \
-                        or self._escalation(s, clock, due):
-                    continue  # a step settled or moved this clock while the ladder was planned
-                s.escalations.append(Escalation(clock=clock, missed_at=due,
-                                                from_level=self.s.level, next_due=first))
-                self._event(EventKind.CLOCK_MISSED, "system", s.department, clock=clock, due=due)
-            for e in s.escalations:
-                while not e.done and e.next_due <= now:
-                    await self._climb(s, e)
-        if (
-            self.s.status == CaseStatus.AWAITING_FEEDBACK
-            and self.s.feedback_due
-            and self.s.feedback_due <= now
-        ):
+        await self._ladder.fire(now)
+        feedback_due = self.case.feedback_due
+        if self.case.status == CaseStatus.AWAITING_FEEDBACK and feedback_due \
+                and feedback_due <= now:
             self._close(CloseReason.NO_FEEDBACK, "system")
 
     async def _after(self, start: datetime, step: LadderStep) -> datetime:
@@ -417,83 +361,6 @@ class CaseWorkflow:
                                  f"calendar days, the calendar failing: {e.reason}")
             return start + timedelta(days=wait.working_days or 0)
         return planned.due
-
-    async def _climb(self, s: Summons, e: Escalation) -> None:
-        """Take the next ladder step of a missed clock and schedule the one after."""
-        ladder = self._policy.ladder
-        step = ladder[min(e.next_step, len(ladder) - 1)]
-        e.last_action = step.action
-        reason = f"{e.clock} missed (due {e.missed_at.isoformat()})"
-        notify = step.notify or _USUAL_RECIPIENTS[step.action]
-        if step.action != LadderAction.RAISE:
-            seq = self._event(EventKind.ESCALATED, "system", s.department, action=step.action,
-                              clock=e.clock, reason=reason, level=self.s.level)
-            self._notify_all(seq, notify, s)
-        elif not self._raise(reason, s, e, notify):
-            e.done = True  # nothing above the city: flagged, never lost
-            return
-        if e.next_step + 1 < len(ladder):
-            e.next_step += 1
-            e.next_due = await self._after(e.next_due, ladder[e.next_step])
-        elif step.action == LadderAction.RAISE:
-            e.next_due = await self._after(e.next_due, step)  # climb on
-        else:
-            e.done = True
-
-    def _notify_all(self, seq: int, recipients: list[Recipient], s: Summons | None) -> None:
-        for r in recipients:
-            if r == Recipient.DEPARTMENT and s is not None:
-                self._notify(seq, f"department:{s.department}")
-            elif r == Recipient.SUPERVISOR and s is not None:
-                self._notify(seq, f"department:{s.supervisor}" if s.supervisor
-                             else self._centre_above())
-            elif r == Recipient.CENTRE:
-                self._notify(seq, f"centre:{self.s.owner}")
-            elif r == Recipient.CENTRE_ABOVE:
-                self._notify(seq, self._centre_above())
-
-    def _raise(self, reason: str, s: Summons | None, e: Escalation | None = None,
-               notify: list[Recipient] | None = None) -> bool:
-        """提级: hand the case to the next level's centre. False at the top (city).
-
-        A missed clock raises the case one level above where its own ladder last stood, so
-        two departments missing the same clock do not lift the case two levels at once."""
-        department = s.department if s else None
-        if e is not None:
-            target = (e.raised_to or e.from_level).above()
-            if target is not None and self.s.level.rank <= target.rank:
-                e.raised_to = target
-                self._event(EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
-                            reason=reason, level=self.s.level, already_at=self.s.level)
-                return True
-        above = self.s.level.above()
-        if above is None:
-            if not self.s.unresolved_at_top:
-                self.s.unresolved_at_top = True
-                self._event(
-                    EventKind.ESCALATED, "system", department, action="unresolved_at_top",
-                    reason=reason, level=self.s.level,
-                )
-                self._notify(self.s.events[-1].seq, f"centre:{self.s.owner}")
-            return False
-        previous = self.s.level
-        self.s.level = above
-        self.s.handler = None  # the centre above decides who handles it there
-        self.s.owner = next(n.code for n in self.s.start.path if n.level == above)
-        seq = self._event(
-            EventKind.ESCALATED, "system", department, action=LadderAction.RAISE,
-            reason=reason, from_level=previous, level=above, owner=self.s.owner,
-        )
-        self._notify_all(seq, notify or [Recipient.CENTRE], s)
-        if e is not None:
-            e.raised_to = above
-        return True
-
-    def _centre_above(self) -> str:
-        above = self.s.level.above()
-        if above is None:
-            return f"centre:{self.s.owner}"
-        return "centre:" + next(n.code for n in self.s.start.path if n.level == above)
 
     # --- department steps -----------------------------------------------------------------
 
@@ -522,8 +389,8 @@ class CaseWorkflow:
         late = self._settle(s, Clock.SIGN_OFF) or s.signed_off_at > s.sign_off_due
         seq = self._event(EventKind.SIGNED_OFF, step.actor, s.department, late=late,
                           opinion=step.opinion, actions_taken=step.actions_taken)
-        if not self.s.open_summonses():
-            self._notify(seq, f"centre:{self.s.owner}")  # every department has signed off
+        if not self.case.open_summonses():
+            self._notify(seq, centre(self.case.owner))  # every department has signed off
         return await self._commit()
 
     @sign_off.validator
@@ -538,7 +405,7 @@ class CaseWorkflow:
         s.return_reason = step.reason
         self._settle(s, None)
         seq = self._event(EventKind.RETURNED, step.actor, s.department, reason=step.reason)
-        self._notify(seq, f"centre:{self.s.owner}")
+        self._notify(seq, centre(self.case.owner))
         return await self._commit()
 
     @return_summons.validator
@@ -554,7 +421,7 @@ class CaseWorkflow:
         )
         seq = self._event(EventKind.EXTENSION_REQUESTED, step.actor, s.department,
                           new_deadline=step.new_deadline, reason=step.reason)
-        self._notify(seq, f"centre:{self.s.owner}")
+        self._notify(seq, centre(self.case.owner))
         return await self._commit()
 
     @request_extension.validator
@@ -587,7 +454,7 @@ class CaseWorkflow:
         seq = self._event(EventKind.EXTENSION_DECIDED, step.actor, s.department,
                           approved=step.approve, comment=step.comment,
                           sign_off_due=s.sign_off_due)
-        self._notify(seq, f"department:{s.department}")
+        self._notify(seq, department(s.department))
         return await self._commit()
 
     @decide_extension.validator
@@ -643,30 +510,31 @@ class CaseWorkflow:
         unresolved (which raises the case a level)."""
         now = workflow.now()
         feedback: PlannedDeadline | None = None
-        rises = step.kind == OutcomeKind.UNRESOLVED and self.s.level.above() is not None
+        rises = step.kind == OutcomeKind.UNRESOLVED and self.case.level.above() is not None
         if step.kind != OutcomeKind.WITHDRAWN and not rises:  # the parties' say is due
             async with self._planning("step:outcome"):
                 [[feedback]] = await self._plan_or_refuse([DeadlineRequest(
                     start=now, clocks=[self._policy.clock("feedback")])])
         outcome = Outcome(kind=step.kind, summary=step.summary, agreement_text=step.agreement_text,
                           recorded_at=now, actor=step.actor)
-        self.s.outcomes.append(outcome)
+        self.case.outcomes.append(outcome)
         self._event(EventKind.OUTCOME, step.actor, None, at=now, kind=step.kind,
                     summary=step.summary, agreement_text=step.agreement_text)
         if step.kind == OutcomeKind.WITHDRAWN:
-            self.s.outcome = outcome
-            for s in self.s.open_summonses():
+            self.case.outcome = outcome
+            for s in self.case.open_summonses():
                 s.status = SummonsStatus.CANCELLED
                 self._settle(s, None)
             self._close(CloseReason.WITHDRAWN, step.actor)
-        elif step.kind == OutcomeKind.UNRESOLVED and self._raise(step.summary, None):
+        elif step.kind == OutcomeKind.UNRESOLVED and self._ladder.raise_case(step.summary, None):
             pass  # the centre above takes the case over; it stays open
         else:
             assert feedback is not None  # planned above: neither withdrawn nor rising
-            self.s.outcome = outcome
-            self.s.status = CaseStatus.AWAITING_FEEDBACK
-            self.s.feedback_due, self.s.feedback_provisional = feedback.due, feedback.provisional
-            self.s.feedback_clock = self._policy.clock("feedback")
+            self.case.outcome = outcome
+            self.case.status = CaseStatus.AWAITING_FEEDBACK
+            self.case.feedback_due = feedback.due
+            self.case.feedback_provisional = feedback.provisional
+            self.case.feedback_clock = self._policy.clock("feedback")
         return await self._commit()
 
     @record_outcome.validator
@@ -677,7 +545,7 @@ class CaseWorkflow:
         if step.kind == OutcomeKind.MEDIATED_AGREEMENT and not step.agreement_text:
             raise StepRejected("agreement_text_required",
                                "a mediated agreement needs agreement_text (调解协议)")
-        busy = [s.department for s in self.s.open_summonses()] + sorted(self._summoning)
+        busy = [s.department for s in self.case.open_summonses()] + sorted(self._summoning)
         if busy and step.kind != OutcomeKind.WITHDRAWN:
             raise StepRejected(
                 "summonses_open",
@@ -688,19 +556,19 @@ class CaseWorkflow:
     @workflow.update
     async def record_feedback(self, step: RecordFeedback) -> StepResult:
         """评估反馈: the parties rate the result; unsatisfied reopens the case once."""
-        self.s.feedback = Feedback(satisfaction=step.satisfaction, comment=step.comment,
+        self.case.feedback = Feedback(satisfaction=step.satisfaction, comment=step.comment,
                                    recorded_at=workflow.now(), actor=step.actor)
         seq = self._event(EventKind.FEEDBACK, step.actor, None,
                           satisfaction=step.satisfaction, comment=step.comment)
         if step.satisfaction != Satisfaction.UNSATISFIED:
             self._close(CloseReason.FEEDBACK, step.actor)
-        elif self.s.reopen_count < self._policy.max_reopens:
-            self.s.reopen_count += 1
-            self.s.status = CaseStatus.OPEN
-            self.s.outcome = self.s.feedback_due = None
-            self.s.feedback_provisional = False
-            self._event(EventKind.REOPENED, step.actor, None, reopen_count=self.s.reopen_count)
-            self._notify(seq, f"centre:{self.s.owner}")
+        elif self.case.reopen_count < self._policy.max_reopens:
+            self.case.reopen_count += 1
+            self.case.status = CaseStatus.OPEN
+            self.case.outcome = self.case.feedback_due = None
+            self.case.feedback_provisional = False
+            self._event(EventKind.REOPENED, step.actor, None, reopen_count=self.case.reopen_count)
+            self._notify(seq, centre(self.case.owner))
         else:
             self._close(CloseReason.UNSATISFIED, step.actor)
         return await self._commit()
@@ -718,7 +586,7 @@ class CaseWorkflow:
 
     @close.validator
     def _check_close(self, step: CloseCase) -> None:
-        if self.s.status == CaseStatus.OPEN:
+        if self.case.status == CaseStatus.OPEN:
             raise StepRejected("outcome_required",
                                "record an outcome before closing ('withdrawn' ends a case early)")
         self._expect_case(CaseStatus.AWAITING_FEEDBACK, "close")
@@ -732,20 +600,20 @@ class CaseWorkflow:
         except PlanningFailed as e:
             raise StepRejected("planning_failed", f"the policy cannot be read now: {e.reason}"
                                ) from e
-        if self.s.policy is None:
+        if self.case.policy is None:
             raise StepRejected("needs_attention", "the case is waiting for its planning: "
                                "retry its planning instead")
         if fresh.version == self._policy.version:
             raise StepRejected("policy_unchanged",
                                f"the case already runs under policy {fresh.version}")
-        previous, self.s.policy = self._policy.version, fresh
+        previous, self.case.policy = self._policy.version, fresh
         self._event(EventKind.POLICY_APPLIED, step.actor, None, from_version=previous,
                     to_version=fresh.version, reason=step.reason)
         return await self._commit()
 
     @apply_policy.validator
     def _check_apply_policy(self, step: ApplyPolicy) -> None:
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot apply a policy: the case is closed")
 
     @workflow.update
@@ -756,25 +624,25 @@ class CaseWorkflow:
 
     @add_fact.validator
     def _check_add_fact(self, step: AddFact) -> None:
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot add a fact: the case is closed")
 
     @workflow.update
     async def take_over(self, step: TakeOver) -> StepResult:
         """上级接管: a supervisor takes charge of the case at the level it stands at."""
-        self.s.handler = step.actor
+        self.case.handler = step.actor
         self._event(EventKind.TAKEN_OVER, step.actor, None, reason=step.reason,
-                    level=self.s.level, owner=self.s.owner)
+                    level=self.case.level, owner=self.case.owner)
         return await self._commit()
 
     @take_over.validator
     def _check_take_over(self, step: TakeOver) -> None:
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot take over: the case is closed")
-        if self.s.handler is not None:
+        if self.case.handler is not None:
             raise StepRejected("already_taken_over",
-                               f"{self.s.handler} already took this case over at the "
-                               f"{self.s.level} level")
+                               f"{self.case.handler} already took this case over at the "
+                               f"{self.case.level} level")
 
     @workflow.update
     async def recompute_deadlines(self, step: RecomputeDeadlines) -> StepResult:
@@ -793,14 +661,14 @@ class CaseWorkflow:
                                "has not changed for the days they count over")
         seq = self._event(EventKind.DEADLINES_RECOMPUTED, step.actor, None, reason=step.reason,
                           changes=changes)
-        self._notify(seq, f"centre:{self.s.owner}")
+        self._notify(seq, centre(self.case.owner))
         for d in sorted({c["department"] for c in changes if c.get("department")}):
-            self._notify(seq, f"department:{d}")
+            self._notify(seq, department(d))
         return await self._commit()
 
     @recompute_deadlines.validator
     def _check_recompute(self, step: RecomputeDeadlines) -> None:
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot recompute deadlines: the case is closed")
         if "step:recompute" in self._busy:
             raise StepRejected("step_in_progress", "a recomputation is already running")
@@ -814,17 +682,17 @@ class CaseWorkflow:
         the policy file or the calendar was mended); on success its departments are
         summoned as the intake asked."""
         if not await self._resume(step.actor):
-            assert self.s.attention is not None
+            assert self.case.attention is not None
             await self._flush()  # the failed attempt is on the record
             raise StepRejected("planning_failed",
-                               f"planning failed again: {self.s.attention.reason}")
+                               f"planning failed again: {self.case.attention.reason}")
         return await self._commit()
 
     @retry_planning.validator
     def _check_retry_planning(self, step: RetryPlanning) -> None:
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot retry planning: the case is closed")
-        if self.s.attention is None:
+        if self.case.attention is None:
             raise StepRejected("nothing_to_retry", "the case is not waiting for its planning")
         if self._resuming:
             raise StepRejected("step_in_progress", "planning is being retried already")
@@ -833,17 +701,17 @@ class CaseWorkflow:
         """The provisional deadlines of clocks still running (or still to run), with what
         they were counted from."""
         found = []
-        for s in self.s.open_summonses():
+        for s in self.case.open_summonses():
             for clock in s.pending_provisional():
                 due, length = ((s.report_in_due, s.report_in_clock) if clock == Clock.REPORT_IN
                                else (s.sign_off_due, s.sign_off_clock))
                 if length is not None:
                     found.append(_Due(clock, due, s.summoned_at, length, s))
-        outcome = self.s.outcome
-        if (self.s.status == CaseStatus.AWAITING_FEEDBACK and self.s.feedback_provisional
-                and self.s.feedback_due and self.s.feedback_clock and outcome):
-            found.append(_Due(Clock.FEEDBACK, self.s.feedback_due, outcome.recorded_at,
-                              self.s.feedback_clock, None))
+        outcome = self.case.outcome
+        if (self.case.status == CaseStatus.AWAITING_FEEDBACK and self.case.feedback_provisional
+                and self.case.feedback_due and self.case.feedback_clock and outcome):
+            found.append(_Due(Clock.FEEDBACK, self.case.feedback_due, outcome.recorded_at,
+                              self.case.feedback_clock, None))
         return found
 
     def _move(self, t: _Due, p: PlannedDeadline) -> dict[str, object] | None:
@@ -853,9 +721,9 @@ class CaseWorkflow:
             current = s.report_in_due if t.clock == Clock.REPORT_IN else s.sign_off_due
             if current != t.due or t.clock not in s.provisional or not s.status.is_open:
                 return None  # moved or settled while it was recounted
-            fired = self._escalation(s, t.clock, t.due) is not None
+            fired = s.escalation(t.clock, t.due) is not None
         else:
-            if self.s.feedback_due != t.due or self.s.status != CaseStatus.AWAITING_FEEDBACK:
+            if self.case.feedback_due != t.due or self.case.status != CaseStatus.AWAITING_FEEDBACK:
                 return None
             fired = False  # a fired feedback clock closed the case
         change: dict[str, object] = {"department": s.department if s else None,
@@ -869,8 +737,8 @@ class CaseWorkflow:
         else:
             change |= {"to": p.due.isoformat(), "provisional": p.provisional}
         if s is None:
-            self.s.feedback_provisional = p.provisional
-            self.s.feedback_due = p.due
+            self.case.feedback_provisional = p.provisional
+            self.case.feedback_due = p.due
             return change
         if not p.provisional or fired:
             s.provisional.remove(t.clock)
@@ -886,35 +754,35 @@ class CaseWorkflow:
     @workflow.update
     async def opened(self) -> OpenedResult:
         """Returns once the case is open and in the read model (sent with the start)."""
-        await workflow.wait_condition(lambda: self.s.projected_seq > 0)
-        return OpenedResult(case_id=self.s.case_id, request_id=self.s.start.request_id,
-                            status=self.s.status, level=self.s.level)
+        await workflow.wait_condition(lambda: self.case.projected_seq > 0)
+        return OpenedResult(case_id=self.case.case_id, request_id=self.case.start.request_id,
+                            status=self.case.status, level=self.case.level)
 
     @workflow.query
     def state(self) -> CaseState:
         """The whole case: summonses and their clocks, ladder, timeline."""
-        return self.s
+        return self.case
 
     # --- helpers --------------------------------------------------------------------------
 
     @property
     def _policy(self) -> CasePolicy:
-        assert self.s.policy is not None  # loaded before any clock or step can run
-        return self.s.policy
+        assert self.case.policy is not None  # loaded before any clock or step can run
+        return self.case.policy
 
     def _expect_case(self, status: CaseStatus, what: str) -> None:
-        if self.s.status != status:
-            if self.s.status == CaseStatus.CLOSED:
+        if self.case.status != status:
+            if self.case.status == CaseStatus.CLOSED:
                 raise StepRejected("case_closed", f"cannot {what}: the case is closed")
             raise StepRejected("wrong_case_status",
-                               f"cannot {what}: the case is {self.s.status}, not {status}")
+                               f"cannot {what}: the case is {self.case.status}, not {status}")
 
     def _expect(self, department: str, status: SummonsStatus | None, what: str) -> Summons:
         """The department's current summons, if it can `what` now; else a clear rejection.
         `status` None means any open summons."""
-        if self.s.status == CaseStatus.CLOSED:
+        if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", f"cannot {what}: the case is closed")
-        s = self.s.current(department)
+        s = self.case.current(department)
         if s is None:
             raise StepRejected("not_summoned",
                                f"department {department} was not summoned to this case")
@@ -934,10 +802,10 @@ class CaseWorkflow:
     def _expect_going(self, what: str) -> None:
         """Refuse a step that would change the case's stage while it waits for its planning
         or while another such step is planning."""
-        if self.s.attention is not None and not self.s.summonses:
+        if self.case.attention is not None and not self.case.summonses:
             raise StepRejected("needs_attention",
                                f"cannot {what}: the case's departments are not summoned yet "
-                               f"({self.s.attention.reason}); retry its planning first")
+                               f"({self.case.attention.reason}); retry its planning first")
         if self._busy & {"step:outcome", "step:recompute"}:
             raise StepRejected("step_in_progress",
                                f"cannot {what}: another step is being planned; try again")
@@ -952,14 +820,14 @@ class CaseWorkflow:
             self._busy -= set(marks)
 
     def _expect_summonable(self, code: str) -> None:
-        current = self.s.current(code)
+        current = self.case.current(code)
         if code in self._summoning or f"summon:{code}" in self._busy \
                 or (current and current.status.is_open):
             raise StepRejected("already_summoned",
                                f"department {code} is already summoned to this case")
 
     def _summons(self, department: str) -> Summons:
-        s = self.s.current(department)
+        s = self.case.current(department)
         assert s is not None  # the validator checked it
         return s
 
@@ -1002,8 +870,8 @@ class CaseWorkflow:
         provisional = [c for c, p in ((Clock.REPORT_IN, report_in), (Clock.SIGN_OFF, sign_off))
                        if p.provisional]
         for d in departments:
-            previous = self.s.current(d.code)
-            self.s.summonses.append(Summons(
+            previous = self.case.current(d.code)
+            self.case.summonses.append(Summons(
                 department=d.code, supervisor=d.supervisor, lead=d.lead,
                 round=previous.round + 1 if previous else 1, summoned_at=now,
                 report_in_due=report_in.due, sign_off_due=sign_off.due,
@@ -1013,63 +881,54 @@ class CaseWorkflow:
             seq = self._event(EventKind.SUMMONED, actor, d.code, at=now, reason=reason,
                               report_in_due=report_in.due, sign_off_due=sign_off.due,
                               lead=d.lead or None, provisional=provisional or None)
-            self._notify(seq, f"department:{d.code}")
+            self._notify(seq, department(d.code))
 
     def _close(self, reason: CloseReason, actor: str, **data: object) -> None:
-        self.s.status = CaseStatus.CLOSED
-        self.s.close_reason = reason
-        self.s.closed_at = workflow.now()
+        self.case.status = CaseStatus.CLOSED
+        self.case.close_reason = reason
+        self.case.closed_at = workflow.now()
         self._event(EventKind.CLOSED, actor, None, reason=reason, **data)
 
     def _event(self, kind: EventKind, actor: str, department: str | None, /, *,
                at: datetime | None = None, **data: object) -> int:
-        """Append a timeline event; `at` (default now) is the step's own time where the
-        step waited for its planning first."""
-        seq = (self.s.events[-1].seq if self.s.events else 0) + 1
-        self.s.events.append(CaseEvent(
-            seq=seq, kind=kind, at=at or workflow.now(), actor=actor, department=department,
-            data={k: _plain(v) for k, v in data.items() if v is not None},
-        ))
-        return seq
+        return self._timeline.event(kind, actor, department, at=at, **data)
 
     def _notify(self, seq: int, recipient: str) -> None:
-        note = Notification(seq=seq, recipient=recipient)
-        if note not in self.s.notifications:  # e.g. supervisor falls back to the same centre
-            self.s.notifications.append(note)
+        self._timeline.notify(seq, recipient)
 
     async def _commit(self) -> StepResult:
         await self._flush()
-        return StepResult(case_id=self.s.case_id, seq=self.s.events[-1].seq,
-                          status=self.s.status, level=self.s.level)
+        return StepResult(case_id=self.case.case_id, seq=self.case.events[-1].seq,
+                          status=self.case.status, level=self.case.level)
 
     async def _flush(self) -> None:
         """Project new events into the read model, then refresh the search attributes.
         Serialised so concurrent steps cannot write an older snapshot over a newer one."""
         async with self._lock:
             self._upsert_search_attributes()
-            events = [e for e in self.s.events if e.seq > self.s.projected_seq]
+            events = [e for e in self.case.events if e.seq > self.case.projected_seq]
             if not events:
                 return
-            notes = [n for n in self.s.notifications if n.seq > self.s.projected_seq]
-            snapshot = self.s.model_copy(update={"events": [], "notifications": []})
+            notes = [n for n in self.case.notifications if n.seq > self.case.projected_seq]
+            snapshot = self.case.model_copy(update={"events": [], "notifications": []})
             await workflow.execute_activity(
                 ActivityName.PROJECT_CASE,
                 Projection(state=snapshot, events=events, notifications=notes),
                 start_to_close_timeout=_IO_TIMEOUT,
                 retry_policy=_IO_RETRY,
             )
-            self.s.projected_seq = events[-1].seq
+            self.case.projected_seq = events[-1].seq
             # Delivered to the outbox: no need to carry them through continue-as-new.
-            self.s.notifications = [n for n in self.s.notifications if n.seq > events[-1].seq]
+            self.case.notifications = [n for n in self.case.notifications if n.seq > events[-1].seq]
 
     def _upsert_search_attributes(self) -> None:
         values: dict[str, object] = {
-            sa.STATUS.name: str(self.s.status),
-            sa.LEVEL.name: str(self.s.level),
-            sa.CATEGORY.name: self.s.start.intake.category,
-            sa.JURISDICTION.name: [n.code for n in self.s.start.path],
-            sa.OVERDUE.name: self.s.overdue,
-            sa.DEPARTMENTS.name: sorted({s.department for s in self.s.summonses}),
+            sa.STATUS.name: str(self.case.status),
+            sa.LEVEL.name: str(self.case.level),
+            sa.CATEGORY.name: self.case.start.intake.category,
+            sa.JURISDICTION.name: [n.code for n in self.case.start.path],
+            sa.OVERDUE.name: self.case.overdue,
+            sa.DEPARTMENTS.name: sorted({s.department for s in self.case.summonses}),
         }
         changed = [k for k, v in values.items() if self._upserted.get(k) != v]
         if not changed:
@@ -1090,18 +949,3 @@ LOCAL_READS = "local-reads"  # the patch id of policy and deadlines as local act
 # gives up (the case needing attention) instead of retrying unseen; a case is recorded before
 # its summonses are planned; ladder steps may count working days.
 PROVISIONAL_CALENDAR = "provisional-calendar"
-
-_USUAL_RECIPIENTS = {
-    LadderAction.REMIND: [Recipient.DEPARTMENT],
-    LadderAction.NOTIFY_SUPERVISOR: [Recipient.SUPERVISOR],
-    LadderAction.RAISE: [Recipient.CENTRE],
-}
-
-
-def _plain(v: object) -> object:
-    """Timeline data is JSON: enums as their value, datetimes as ISO strings."""
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, StrEnum):
-        return str(v)
-    return v
