@@ -33,6 +33,7 @@ from whistle.channels import (
     send_webhook,
 )
 from whistle.db import session_scope
+from whistle.domain import centre_address
 from whistle.models import (
     AppUser,
     DigestRecord,
@@ -155,7 +156,7 @@ class NotifyActivities:
             if digest is None:
                 raise ApplicationError(f"no digest {digest_id}", non_retryable=True)
             key = digest_key(digest.centre, digest.period_end.isoformat())
-            chans = channels_for(f"centre:{digest.centre}", _channels(session),
+            chans = channels_for(centre_address(digest.centre), _channels(session),
                                  _users(session))
             return _add_deliveries(session, key, chans, digest_id=digest_id)
 
@@ -234,7 +235,7 @@ def _payload(session: Session, d: NotificationDelivery) -> dict[str, Any] | None
         if g is None:
             return None
         return {"type": "digest", "id": d.idempotency_key, "digest_id": g.id,
-                "recipient": f"centre:{g.centre}", "kind": "digest", "centre": g.centre,
+                "recipient": centre_address(g.centre), "kind": "digest", "centre": g.centre,
                 "period_start": g.period_start.isoformat(),
                 "period_end": g.period_end.isoformat(), "counts": g.counts,
                 "text": digests.render_text(g),

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from whistle.domain import centre_address, department_address
 from whistle.models import AppUser, NotificationChannel
 
 log = logging.getLogger("whistle.notify")
@@ -92,8 +93,8 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str,
 
 def user_recipient(user: AppUser) -> str:
     """The outbox recipient a user's own channel listens to."""
-    return f"department:{user.department}" if user.department else \
-        f"centre:{user.jurisdiction}"
+    return department_address(user.department) if user.department else \
+        centre_address(user.jurisdiction)
 
 
 def channels_for(recipient: str, channels: Iterable[NotificationChannel],

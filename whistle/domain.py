@@ -624,6 +624,16 @@ class StepResult(Message):
     level: Level
 
 
+def department_address(code: str) -> str:
+    """The outbox and channel address of a department."""
+    return f"department:{code}"
+
+
+def centre_address(node: str) -> str:
+    """The outbox and channel address of the centre (综治中心) of jurisdiction node `node`."""
+    return f"centre:{node}"
+
+
 def workflow_id(case_id: str) -> str:
     """The one workflow id of a case: a repeated start is a no-op."""
     return f"whistle-case-{case_id}"

@@ -10,6 +10,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from whistle.domain import CaseEvent, CaseState, EventKind, Notification
+from whistle.domain import centre_address as centre
+from whistle.domain import department_address as department
+
+__all__ = ["Timeline", "centre", "department"]
 
 
 class Timeline:
@@ -31,20 +35,11 @@ class Timeline:
         return seq
 
     def notify(self, seq: int, recipient: str) -> None:
-        """Tell `recipient` (see `department` and `centre`) about event `seq`, once."""
+        """Tell `recipient` (an address: `department(code)`, `centre(node)`) about event
+        `seq`, once."""
         note = Notification(seq=seq, recipient=recipient)
         if note not in self.case.notifications:  # e.g. a supervisor falls back to the centre
             self.case.notifications.append(note)
-
-
-def department(code: str) -> str:
-    """The outbox address of a department."""
-    return f"department:{code}"
-
-
-def centre(node: str) -> str:
-    """The outbox address of the centre (综治中心) of jurisdiction node `node`."""
-    return f"centre:{node}"
 
 
 def _plain(v: object) -> object:
