@@ -38,7 +38,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -52,6 +51,7 @@ from whistle.policy import PolicyError, load_policy
 from whistle.reference import LookupFailed, ReferenceError, load_reference
 from whistle.routing import preview
 from whistle.settings import Settings, get_settings
+from whistle.temporal import connect
 from whistle.workdays import CalendarNotCovered
 from workflows.case import CaseWorkflow
 
@@ -255,9 +255,7 @@ def default_actor() -> str:
 
 async def connect_temporal(settings: Settings) -> Client:
     """A client with the data converter every Whistle process shares."""
-    return await Client.connect(settings.temporal_address,
-                                namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter)
+    return await connect(settings)
 
 
 def cmd_recompute_deadlines(args: argparse.Namespace) -> int:

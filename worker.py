@@ -10,13 +10,24 @@ import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -28,21 +39,12 @@ from whistle.channels import SmtpConfig
 from whistle.db import make_engine, migrate
 from whistle.policy import LivePolicy
 from whistle.settings import Settings, get_settings
+from whistle.temporal import connect
 from workflows.case import CaseWorkflow
-from workflows.delivery import DeliveryConfig, DeliveryWorkflow, start_dispatcher
-from workflows.digest import DigestWorkflow, ensure_digest_schedules
+from workflows.delivery import DeliveryConfig, DeliveryWorkflow, dispatcher_id
+from workflows.digest import DIGEST_WORKFLOW, DigestRequest, DigestWorkflow
 
 log = logging.getLogger("whistle.worker")
-
-
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A client with the converter every Whistle process must share."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
@@ -112,6 +114,55 @@ async def start_operations(client: Client, settings: Settings, engine: Engine) -
             time_zone=settings.timezone)
         log.info("digest schedules: %d (%s)", len(ids), settings.digest_cron
                  if not interval else f"every {interval} h")
+
+
+# --- what every worker sets up on Temporal at start-up (client code, not workflow code) ------
+
+
+async def start_dispatcher(client: Client, cfg: DeliveryConfig, task_queue: str) -> None:
+    """Start the dispatcher unless it runs already: every worker calls this at start-up,
+    the first one starts it, the others attach (the workflow id is the lock)."""
+    await client.start_workflow(
+        DeliveryWorkflow.run, cfg, id=dispatcher_id(task_queue), task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+def schedule_id(centre: str) -> str:
+    return f"whistle-digest-{centre}"
+
+
+def digest_schedule(centre: str, *, task_queue: str, period_days: int, cron: str | None,
+                    interval: timedelta | None, time_zone: str) -> Schedule:
+    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]) if interval else \
+        ScheduleSpec(cron_expressions=[cron or "0 8 * * 1"], time_zone_name=time_zone)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            DIGEST_WORKFLOW, DigestRequest(centre=centre, period_days=period_days),
+            id=f"whistle-digest-{centre}-run", task_queue=task_queue),
+        spec=spec,
+        # A meeting missed while the cluster was down is not worth two digests later.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP,
+                              catchup_window=timedelta(hours=12)))
+
+
+async def ensure_digest_schedules(client: Client, centres: list[str], *,
+                                  cron_by_centre: dict[str, str] | None = None,
+                                  **options: Any) -> list[str]:
+    """Create each centre's schedule, or bring an existing one to the current settings
+    (idempotent: every worker start calls it); a centre in `cron_by_centre` gets its own
+    cron. Returns the schedule ids."""
+    ids = []
+    for centre in centres:
+        own = (cron_by_centre or {}).get(centre)
+        schedule = digest_schedule(centre, **(options | {"cron": own, "interval": None}
+                                              if own else options))
+        sid = schedule_id(centre)
+        try:
+            await client.create_schedule(sid, schedule)
+        except ScheduleAlreadyRunningError:
+            await client.get_schedule_handle(sid).update(
+                lambda _old, s=schedule: ScheduleUpdate(schedule=s))  # type: ignore[misc]
+        ids.append(sid)
+    return ids
 
 
 def serve_metrics(settings: Settings, engine: Engine

@@ -19,7 +19,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors, metrics, web
 from api.access import Public
@@ -31,6 +30,7 @@ from whistle.db import make_engine, migrate
 from whistle.horizon import calendar_horizon
 from whistle.policy import LivePolicy
 from whistle.settings import Settings, get_settings
+from whistle.temporal import connect
 
 API_PREFIX = "/api/v1"
 # A request waits this long for the read model (SQLite's write lock, a PostgreSQL connection)
@@ -97,10 +97,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                                        statement_seconds=DB_STATEMENT_SECONDS)
         app.state.live_policy = LivePolicy(settings.policy_file)
         app.state.live_policy.current()  # refuse to start on a policy that cannot be used
-        app.state.temporal = client or await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
+        app.state.temporal = client or await connect(settings)
         yield
         app.state.engine.dispose()
 

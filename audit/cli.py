@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from audit.bulk import CASES_PER_PROCESS, audit_query, count_cases, default_processes
@@ -31,6 +30,7 @@ from audit.report import BulkSummary, CaseAudit, CaseReplay, CaseTimeline, Check
 from audit.timeline import case_timeline, reconstruct
 from whistle.db import make_engine
 from whistle.settings import get_settings
+from whistle.temporal import connect
 
 USAGE = """\
     whistle audit export CASE [-o FILE]          every run of the case's history as JSON
@@ -199,9 +199,7 @@ def _main(run: Callable[[], Awaitable[int]]) -> int:
 async def _connect() -> Client:
     settings = get_settings()
     try:
-        return await Client.connect(settings.temporal_address,
-                                    namespace=settings.temporal_namespace,
-                                    data_converter=pydantic_data_converter)
+        return await connect(settings)
     except RuntimeError as e:  # the SDK's "Failed client connect"
         raise AuditError(f"cannot reach Temporal at {settings.temporal_address}: {e}") from e
 

@@ -41,3 +41,10 @@ def test_shared_kernel_imports_no_upper_layer():
 def test_activities_never_import_the_api():
     for path in (ROOT / "activities").rglob("*.py"):
         assert not any(n.split(".")[0] == "api" for n in imports(path)), path
+
+
+def test_workflow_modules_hold_no_client_code():
+    """Starting workflows and making schedules is the worker's (worker.py): a workflow
+    module that imported the client would drag it into the sandbox and invite I/O."""
+    for path in (ROOT / "workflows").glob("*.py"):
+        assert not any(n.startswith("temporalio.client") for n in imports(path)), path.name

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 
@@ -141,14 +140,3 @@ class DeliveryWorkflow:
     @workflow.query
     def summary(self) -> DeliverySummary:
         return DeliverySummary(delivered=self.delivered, failed=self.failed)
-
-
-# --- started by the worker (client code, not workflow code) ---------------------------------
-
-
-async def start_dispatcher(client: Client, cfg: DeliveryConfig, task_queue: str) -> None:
-    """Start the dispatcher unless it runs already: every worker calls this at start-up,
-    the first one starts it, the others attach (the workflow id is the lock)."""
-    await client.start_workflow(
-        DeliveryWorkflow.run, cfg, id=dispatcher_id(task_queue), task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)

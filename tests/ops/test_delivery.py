@@ -36,13 +36,12 @@ from whistle.channels import (
 )
 from whistle.models import AppUser, NotificationChannel, NotificationDelivery, OutboxMessage
 from whistle.settings import Settings
-from worker import build_ops_worker, build_worker
+from worker import build_ops_worker, build_worker, start_dispatcher
 from workflows.delivery import (
     DeliveryConfig,
     DeliverySummary,
     DeliveryWorkflow,
     dispatcher_id,
-    start_dispatcher,
 )
 
 DEPT = "xjk-petition"

@@ -25,14 +25,9 @@ from whistle import digests
 from whistle.channels import new_secret
 from whistle.models import CaseEventRecord, CaseRecord, DigestRecord
 from whistle.settings import Settings
-from worker import build_ops_worker, build_worker
+from worker import build_ops_worker, build_worker, ensure_digest_schedules, schedule_id
 from workflows.delivery import DeliveryConfig, DeliverySummary, DeliveryWorkflow
-from workflows.digest import (
-    DigestRequest,
-    DigestWorkflow,
-    ensure_digest_schedules,
-    schedule_id,
-)
+from workflows.digest import DigestRequest, DigestWorkflow
 
 DEPT = "xjk-petition"
 
