@@ -50,7 +50,7 @@ from whistle.models import CaseRecord
 from whistle.policy import PolicyError, load_policy
 from whistle.reference import LookupFailed, ReferenceError, load_reference
 from whistle.routing import preview
-from whistle.settings import Settings, get_settings
+from whistle.settings import get_settings
 from whistle.temporal import connect
 from whistle.workdays import CalendarNotCovered
 from workflows.case import CaseWorkflow
@@ -253,11 +253,6 @@ def default_actor() -> str:
     return f"operator:{user}"[:128]
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """A client with the data converter every Whistle process shares."""
-    return await connect(settings)
-
-
 def cmd_recompute_deadlines(args: argparse.Namespace) -> int:
     """Recount provisional deadlines of open cases on the calendar known now (after a
     year's official arrangement was added) and retry the planning of cases needing
@@ -288,7 +283,7 @@ def cmd_recompute_deadlines(args: argparse.Namespace) -> int:
 
     async def run() -> list[Outcome] | None:
         try:
-            client = await connect_temporal(settings)
+            client = await connect(settings)
         except RuntimeError as e:  # the SDK's "Failed client connect"
             print(f"error: cannot reach Temporal at {settings.temporal_address}: {e}",
                   file=sys.stderr)

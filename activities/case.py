@@ -33,7 +33,7 @@ from whistle.models import CaseEventRecord, CaseRecord, OutboxMessage, SummonsRe
 from whistle.policy import LivePolicy, Policy, PolicyError
 from whistle.projection import case_row, summons_row
 from whistle.settings import get_settings
-from whistle.workdays import CalendarNotCovered, deadline, plan
+from whistle.workdays import CalendarNotCovered, plan
 
 # TEST-ONLY fault switch (issue #8; see tests/faults/test_idempotency.py). With it on, a
 # projection delivered again (a retried attempt) appends its events once more under new
@@ -53,7 +53,6 @@ class CaseActivities:
     def __init__(self, engine: Engine, policy_file: Path, timezone: str = "Asia/Shanghai"
                  ) -> None:
         self.engine = engine
-        self.policy_file = policy_file
         self.timezone = timezone
         self._policy = LivePolicy(policy_file)
         self._break_idempotency = _test_break_idempotency()  # TEST-ONLY, see above
@@ -90,7 +89,7 @@ class CaseActivities:
         such a run never stalls; whether a deadline is provisional is not returned."""
         overrides = self.policy().spec.calendar
         try:
-            return [deadline(req.start, c, self.timezone, overrides) for c in req.clocks]
+            return [plan(req.start, c, self.timezone, overrides).due for c in req.clocks]
         except CalendarNotCovered as e:
             raise ApplicationError(str(e), type="calendar_not_covered") from e
 

@@ -122,6 +122,7 @@ class SummonsOut(BaseModel):
     report_in_provisional: bool = False
     sign_off_provisional: bool = False
     next_due: Local | None
+    next_due_provisional: bool = False  # the due of the clock running now is 暂定
     reported_in_at: Local | None
     signed_off_at: Local | None
     opinion: str | None

@@ -52,14 +52,20 @@ def _binary(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: clocks of days pass in milliseconds."""
+async def start_time_skipping() -> WorkflowEnvironment:
+    """A time-skipping test server with Whistle's converter and search attributes."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     await search_attributes.register(env.client)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: clocks of days pass in milliseconds."""
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

@@ -249,7 +249,7 @@ def test_recompute_dry_run_lists_and_sends_nothing(cases, capsys, monkeypatch):
     async def no_client(settings: Any) -> Any:
         raise AssertionError("a dry run must not connect")
 
-    monkeypatch.setattr(whistlectl, "connect_temporal", no_client)
+    monkeypatch.setattr(whistlectl, "connect", no_client)
     assert whistlectl.main(["recompute-deadlines", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "c2stuck  would retry planning  (needs attention: policy_invalid: ladder)" in out
@@ -273,7 +273,7 @@ def test_recompute_reports_each_answer_and_fails_only_for_an_unreachable_case(
     async def connect(settings: Any) -> Any:
         return stand_in
 
-    monkeypatch.setattr(whistlectl, "connect_temporal", connect)
+    monkeypatch.setattr(whistlectl, "connect", connect)
     code = whistlectl.main(["recompute-deadlines", "--actor", "operator:li",
                             "--reason", "国办发明电〔2090〕1号"])
     out = capsys.readouterr().out
@@ -304,7 +304,7 @@ def test_recompute_exits_0_when_every_case_answered(read_model, capsys, monkeypa
     async def connect(settings: Any) -> Any:
         return stand_in
 
-    monkeypatch.setattr(whistlectl, "connect_temporal", connect)
+    monkeypatch.setattr(whistlectl, "connect", connect)
     monkeypatch.setattr(whistlectl.getpass, "getuser", lambda: "wang")
     assert whistlectl.main(["recompute-deadlines"]) == 0
     assert stand_in.sent[0][2].actor == "operator:wang"

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.case import CaseActivities
 from whistle.domain import ClockSpec, DeadlineRequest, PlannedDeadline, PlanRequest
 from whistle.policy import PolicyError, default_policy_path, load_policy
-from whistle.workdays import CalendarNotCovered, add_working_days, is_workday
+from whistle.workdays import CalendarNotCovered, count_working_days, is_workday
 
 SH = "Asia/Shanghai"
 
@@ -30,31 +30,31 @@ def test_swapped_weekend_workday_counts_and_holidays_do_not():
 
 def test_working_days_skip_the_national_day_holiday_and_keep_the_time_of_day():
     start = shanghai(2026, 9, 30)  # Wednesday 15:00, the eve of National Day
-    assert add_working_days(start, 1, SH) == shanghai(2026, 10, 8)
+    assert count_working_days(start, 1, SH).due == shanghai(2026, 10, 8)
     # 8 Thu, 9 Fri, 10 Sat (swapped workday), 12 Mon, 13 Tue
-    assert add_working_days(start, 5, SH) == shanghai(2026, 10, 13)
+    assert count_working_days(start, 5, SH).due == shanghai(2026, 10, 13)
 
 
 def test_counting_starts_the_day_after_and_a_friday_lands_on_monday():
-    assert add_working_days(shanghai(2026, 11, 20), 1, SH) == shanghai(2026, 11, 23)
+    assert count_working_days(shanghai(2026, 11, 20), 1, SH).due == shanghai(2026, 11, 23)
 
 
 def test_local_date_not_utc_date_decides_the_day():
     # 01:00 on Saturday in Shanghai is still Friday in UTC: counting starts from Saturday.
     start = shanghai(2026, 11, 21, 1)
-    assert add_working_days(start, 1, SH) == shanghai(2026, 11, 23, 1)
+    assert count_working_days(start, 1, SH).due == shanghai(2026, 11, 23, 1)
 
 
 def test_a_year_no_calendar_covers_is_an_error_not_a_guess():
     with pytest.raises(CalendarNotCovered, match="does not cover 2101"):
-        add_working_days(shanghai(2100, 12, 30), 5, SH)
+        count_working_days(shanghai(2100, 12, 30), 5, SH)
     with pytest.raises(CalendarNotCovered, match="does not cover 2003"):
-        add_working_days(shanghai(2003, 3, 2), 1, SH)
+        count_working_days(shanghai(2003, 3, 2), 1, SH)
 
 
 def test_zero_working_days_is_refused():
     with pytest.raises(ValueError):
-        add_working_days(shanghai(2026, 11, 20), 0, SH)
+        count_working_days(shanghai(2026, 11, 20), 0, SH)
 
 
 def test_plan_deadlines_mixes_hours_and_working_days(tmp_path: Path):

@@ -409,7 +409,7 @@ class RetryPlanning(Step):
 
 class RecomputeDeadlines(Step):
     """期限重算: count the case's provisional deadlines again on the calendar known now (an
-    official arrangement published since), or retry the planning a case is waiting on."""
+    official arrangement published since)."""
 
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
@@ -475,6 +475,14 @@ class Summons(Message):
     def is_provisional(self, clock: Clock) -> bool:
         return clock in self.provisional
 
+    def due_of(self, clock: Clock) -> datetime:
+        """The due of `clock` (report-in or sign-off)."""
+        return self.report_in_due if clock == Clock.REPORT_IN else self.sign_off_due
+
+    def length_of(self, clock: Clock) -> ClockSpec | None:
+        """The length `clock`'s due was counted with (None: summoned before they were kept)."""
+        return self.report_in_clock if clock == Clock.REPORT_IN else self.sign_off_clock
+
     def pending_provisional(self) -> list[Clock]:
         """The clocks still to run out whose due is provisional (none once settled)."""
         if self.status == SummonsStatus.SUMMONED:
@@ -487,9 +495,8 @@ class Summons(Message):
     def running_clock(self) -> tuple[Clock, datetime]:
         """The clock that runs while the summons is open, and its due: report-in until the
         department reports in, sign-off after."""
-        if self.status == SummonsStatus.SUMMONED:
-            return Clock.REPORT_IN, self.report_in_due
-        return Clock.SIGN_OFF, self.sign_off_due
+        clock = Clock.REPORT_IN if self.status == SummonsStatus.SUMMONED else Clock.SIGN_OFF
+        return clock, self.due_of(clock)
 
     def escalation(self, clock: Clock, due: datetime) -> Escalation | None:
         """The ladder of `clock` missed at `due`, if it was missed."""

@@ -114,6 +114,7 @@ class OverdueSummons:
     clock: str  # report_in | sign_off
     due: datetime
     escalation: str | None
+    provisional: bool = False  # the missed due is provisional (暂定)
 
 
 @dataclass
@@ -268,7 +269,7 @@ def overdue_summonses(session: Session, *, scope: Scope, now: datetime, limit: i
     overdue first (at most `limit`)."""
     s, c = SummonsRecord, CaseRecord
     stmt = (select(c.case_id, c.title, c.category, c.level, c.owner, s.department, s.status,
-                   s.next_due, s.escalation)
+                   s.next_due, s.escalation, s.next_due_provisional)
             .join(c, col(c.case_id) == col(s.case_id))
             .where(_overdue_where(scope, now))
             .order_by(col(s.next_due), col(c.case_id), col(s.department))
@@ -276,7 +277,7 @@ def overdue_summonses(session: Session, *, scope: Scope, now: datetime, limit: i
     return [OverdueSummons(case_id=r[0], title=r[1], category=r[2], level=r[3], owner=r[4],
                            department=r[5],
                            clock="report_in" if r[6] == SummonsStatus.SUMMONED else "sign_off",
-                           due=r[7], escalation=r[8])
+                           due=r[7], escalation=r[8], provisional=r[9])
             for r in session.exec(stmt).all()]  # type: ignore[call-overload]
 
 

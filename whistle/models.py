@@ -68,7 +68,7 @@ class CaseRecord(SQLModel, table=True):
     departments: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     policy_version: str | None = Field(default=None, max_length=64)
     overdue: bool = Field(default=False, index=True)
-    # A clock running now has a provisional due (暂定: counted over a year whose official
+    # A clock still to run has a provisional due (暂定: counted over a year whose official
     # arrangement is not published); `whistle recompute-deadlines` finds these.
     provisional: bool = Field(default=False, index=True,
                               sa_column_kwargs={"server_default": false()})
@@ -115,6 +115,8 @@ class SummonsRecord(SQLModel, table=True):
     sign_off_provisional: bool = Field(default=False,
                                        sa_column_kwargs={"server_default": false()})
     next_due: datetime | None = _ts()  # the clock running now, for the inbox order
+    next_due_provisional: bool = Field(default=False,  # …and whether that due is 暂定
+                                       sa_column_kwargs={"server_default": false()})
     reported_in_at: datetime | None = _ts()
     signed_off_at: datetime | None = _ts()
     opinion: str | None = Field(default=None, sa_column=Column(Text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whistle.domain import CaseState, Clock, Summons, SummonsStatus
+from whistle.domain import CaseState, Clock, Summons
 
 
 def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
@@ -39,13 +39,14 @@ def case_row(s: CaseState, last_seq: int) -> dict[str, Any]:
 def summons_row(x: Summons) -> dict[str, Any]:
     """Every summons column but the key (case, department, round)."""
     ext = x.extension
-    running = x.report_in_due if x.status == SummonsStatus.SUMMONED else x.sign_off_due
+    clock, running = x.running_clock
     return dict(
         status=x.status, supervisor=x.supervisor, lead=x.lead, summoned_at=x.summoned_at,
         report_in_due=x.report_in_due, sign_off_due=x.sign_off_due,
         report_in_provisional=x.is_provisional(Clock.REPORT_IN),
         sign_off_provisional=x.is_provisional(Clock.SIGN_OFF),
         next_due=running if x.status.is_open else None,
+        next_due_provisional=x.status.is_open and x.is_provisional(clock),
         reported_in_at=x.reported_in_at, signed_off_at=x.signed_off_at, opinion=x.opinion,
         actions_taken=x.actions_taken, return_reason=x.return_reason,
         redispatched_to=x.redispatched_to,

@@ -144,7 +144,11 @@ def source(year: int, overrides: Overrides | None = None) -> Source:
 def is_workday(day: date, overrides: Overrides | None = None) -> bool:
     """True on a working day, counting swapped weekend workdays (调休上班) and not holidays;
     in a provisional year, on a weekday that is not a statutory holiday."""
-    match source(day.year, overrides):
+    return _workday(day, source(day.year, overrides), overrides)
+
+
+def _workday(day: date, src: Source, overrides: Overrides | None) -> bool:
+    match src:
         case Source.POLICY:
             year = (overrides or {})[day.year]
             return day in year.workdays or (day.weekday() < 5 and day not in year.holidays)
@@ -170,27 +174,23 @@ def official_until(overrides: Overrides | None = None, since: int | None = None)
 # --- counting ---------------------------------------------------------------------------------
 
 
-def add_working_days(start: datetime, days: int, tz: str, overrides: Overrides | None = None
-                     ) -> datetime:
-    """The moment `days` working days after `start`, at the same local time of day.
+def count_working_days(start: datetime, days: int, tz: str, overrides: Overrides | None = None
+                       ) -> PlannedDeadline:
+    """The moment `days` working days after `start`, at the same local time of day, and
+    whether any day counted over lay in a provisional year (the due may move when that
+    year's arrangement is published).
 
     Counting begins the day after `start` (a summons on Friday 15:00 with one working day
     is due Monday 15:00, or Tuesday if Monday is a holiday)."""
-    return count_working_days(start, days, tz, overrides).due
-
-
-def count_working_days(start: datetime, days: int, tz: str, overrides: Overrides | None = None
-                       ) -> PlannedDeadline:
-    """`add_working_days`, also saying whether any day counted over lay in a provisional
-    year (the due may move when that year's arrangement is published)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     local = start.astimezone(ZoneInfo(tz))
     day, counted, provisional = local.date(), 0, False
     while counted < days:
         day += timedelta(days=1)
-        counted += is_workday(day, overrides)
-        provisional = provisional or not source(day.year, overrides).official
+        src = source(day.year, overrides)
+        counted += _workday(day, src, overrides)
+        provisional = provisional or not src.official
     due = datetime.combine(day, local.timetz()).astimezone(start.tzinfo)
     return PlannedDeadline(due=due, provisional=provisional)
 
@@ -204,8 +204,3 @@ def plan(start: datetime, clock: ClockSpec, tz: str, overrides: Overrides | None
     assert clock.hours is not None  # a ClockSpec holds exactly one of the two
     return PlannedDeadline(due=start + timedelta(hours=clock.hours))
 
-
-def deadline(start: datetime, clock: ClockSpec, tz: str, overrides: Overrides | None = None
-             ) -> datetime:
-    """When `clock`, started at `start`, runs out: plain hours, or working days in `tz`."""
-    return plan(start, clock, tz, overrides).due

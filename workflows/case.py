@@ -63,8 +63,8 @@ with workflow.unsafe.imports_passed_through():
         IO_TIMEOUT,
         RETRY_PLANNING,
         Planning,
-        PlanningFailed,
         StepRejected,
+        refused_if_unplanned,
     )
     from workflows.timeline import Timeline, centre, department
 
@@ -145,7 +145,7 @@ class CaseWorkflow(Planning):
     # --- clocks (the ladder itself: workflows/ladder.py) ---------------------------------
 
     def _next_due(self) -> datetime | None:
-        dues = [d for d in [self._ladder.next_due()] if d is not None]
+        dues = [] if (due := self._ladder.next_due()) is None else [due]
         if self.case.status == CaseStatus.AWAITING_FEEDBACK and self.case.feedback_due:
             dues.append(self.case.feedback_due)
         if self.case.attention is not None and not self._resuming:
@@ -283,7 +283,9 @@ class CaseWorkflow(Planning):
         """重新分拨: send a returned summons to the department it belongs to."""
         s = self._summons(step.department)
         async with self._planning(f"redispatch:{step.department}", f"summon:{step.to.code}"):
-            now, planned = workflow.now(), await self._plan_summonses_or_refuse()
+            now = workflow.now()
+            with refused_if_unplanned():
+                planned = await self._plan_summonses(now)
         s.redispatched_to = step.to.code
         self._event(EventKind.REDISPATCHED, step.actor, s.department, at=now, to=step.to.code,
                     reason=step.reason)
@@ -311,8 +313,9 @@ class CaseWorkflow(Planning):
         rises = step.kind == OutcomeKind.UNRESOLVED and self.case.level.above() is not None
         if step.kind != OutcomeKind.WITHDRAWN and not rises:  # the parties' say is due
             async with self._planning("step:outcome"):
-                [[feedback]] = await self._plan_or_refuse([DeadlineRequest(
-                    start=now, clocks=[self._policy.clock("feedback")])])
+                with refused_if_unplanned():
+                    [[feedback]] = await self._plan([DeadlineRequest(
+                        start=now, clocks=[self._policy.clock("feedback")])])
         outcome = Outcome(kind=step.kind, summary=step.summary, agreement_text=step.agreement_text,
                           recorded_at=now, actor=step.actor)
         self.case.outcomes.append(outcome)
@@ -355,7 +358,7 @@ class CaseWorkflow(Planning):
     async def record_feedback(self, step: RecordFeedback) -> StepResult:
         """评估反馈: the parties rate the result; unsatisfied reopens the case once."""
         self.case.feedback = Feedback(satisfaction=step.satisfaction, comment=step.comment,
-                                   recorded_at=workflow.now(), actor=step.actor)
+                                      recorded_at=workflow.now(), actor=step.actor)
         seq = self._event(EventKind.FEEDBACK, step.actor, None,
                           satisfaction=step.satisfaction, comment=step.comment)
         if step.satisfaction != Satisfaction.UNSATISFIED:
@@ -393,14 +396,8 @@ class CaseWorkflow(Planning):
     async def apply_policy(self, step: ApplyPolicy) -> StepResult:
         """适用新版政策: move the case to the policy in force now. Deadlines already set
         stand; summonses, ladder steps and the feedback window from now on follow it."""
-        try:
+        with refused_if_unplanned("the policy cannot be read now"):
             fresh = await self._load_policy()
-        except PlanningFailed as e:
-            raise StepRejected("planning_failed", f"the policy cannot be read now: {e.reason}"
-                               ) from e
-        if self.case.policy is None:
-            raise StepRejected("needs_attention", "the case is waiting for its planning: "
-                               "retry its planning instead")
         if fresh.version == self._policy.version:
             raise StepRejected("policy_unchanged",
                                f"the case already runs under policy {fresh.version}")
@@ -413,6 +410,9 @@ class CaseWorkflow(Planning):
     def _check_apply_policy(self, step: ApplyPolicy) -> None:
         if self.case.status == CaseStatus.CLOSED:
             raise StepRejected("case_closed", "cannot apply a policy: the case is closed")
+        if self.case.policy is None:
+            raise StepRejected("needs_attention", "the case is waiting for its planning: "
+                               "retry its planning instead")
 
     @workflow.update
     async def add_fact(self, step: AddFact) -> StepResult:

@@ -5,12 +5,14 @@ cannot go on as needing attention (需人工处理) and resumes it, and recounts
 deadlines when an official arrangement arrives (期限重算).
 
 It uses what CaseWorkflow holds: `case` (the state), `_calendar` and `_local_reads` (the
-patches this run follows), `_busy` and `_resuming` (steps in flight), and its `_event`,
-`_notify`, `_planning`, `_commit`, `_flush`, `_add_summonses` and `_policy`.
+patches this run follows), `_busy`, `_summoning` and `_resuming` (steps in flight), and its
+`_event`, `_notify`, `_planning`, `_commit`, `_flush` and `_policy`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -90,6 +92,7 @@ class Planning:
     _calendar: bool
     _local_reads: bool
     _busy: set[str]
+    _summoning: set[str]
     _resuming: bool
     _event: Any
     _notify: Any
@@ -111,13 +114,13 @@ class Planning:
         except PlanningFailed as e:
             problem = e.reason
         intake = self.case.start.intake
-        self._event(EventKind.OPENED, self.case.start.actor, None, at=now, category=intake.category,
-                    level=self.case.level, owner=self.case.owner,
+        self._event(EventKind.OPENED, self.case.start.actor, None, at=now,
+                    category=intake.category, level=self.case.level, owner=self.case.owner,
                     policy_version=self.case.policy.version if self.case.policy else None,
                     repeat_of=self.case.start.repeat_of or None)
         if problem is None:
-            self._add_summonses(self.case.start.departments, now, planned, self.case.start.actor,
-                                reason="intake")
+            self._add_summonses(self.case.start.departments, now, planned,
+                                self.case.start.actor, reason="intake")
         else:
             self._needs_attention(problem)
         await self._flush()
@@ -148,7 +151,9 @@ class Planning:
         codes = {d.code for d in departments}
         self._summoning |= codes
         try:
-            now, planned = workflow.now(), await self._plan_summonses_or_refuse()
+            now = workflow.now()
+            with refused_if_unplanned():
+                planned = await self._plan_summonses(now)
         finally:
             self._summoning -= codes
         self._add_summonses(departments, now, planned, actor, reason)
@@ -205,15 +210,6 @@ class Planning:
                 for r in requests]
         return await self._bounded(ActivityName.PLAN_CLOCKS, PlanRequest(requests=requests),
                                    list[list[PlannedDeadline]])  # type: ignore[arg-type]
-
-    async def _plan_or_refuse(self, requests: list[DeadlineRequest]
-                              ) -> list[list[PlannedDeadline]]:
-        """`_plan` for a step: a failure refuses the step, nothing changed."""
-        try:
-            return await self._plan(requests)
-        except PlanningFailed as e:
-            raise StepRejected("planning_failed", f"deadlines cannot be planned now: "
-                               f"{e.reason}") from e
 
     async def _read(self, name: str, arg: object, result_type: type[T]) -> T:
         """Read the policy or plan deadlines: small reads of local files, each needed before
@@ -300,8 +296,9 @@ class Planning:
         moved; a clock that already fired stays fired."""
         targets = self._provisional_dues()
         async with self._planning("step:recompute"):
-            planned = await self._plan_or_refuse(
-                [DeadlineRequest(start=t.start, clocks=[t.length]) for t in targets])
+            with refused_if_unplanned():
+                planned = await self._plan(
+                    [DeadlineRequest(start=t.start, clocks=[t.length]) for t in targets])
         changes = [c for t, [p] in zip(targets, planned, strict=True)
                    if (c := self._move(t, p)) is not None]
         if not changes:
@@ -352,10 +349,8 @@ class Planning:
         found = []
         for s in self.case.open_summonses():
             for clock in s.pending_provisional():
-                due, length = ((s.report_in_due, s.report_in_clock) if clock == Clock.REPORT_IN
-                               else (s.sign_off_due, s.sign_off_clock))
-                if length is not None:
-                    found.append(_Due(clock, due, s.summoned_at, length, s))
+                if (length := s.length_of(clock)) is not None:
+                    found.append(_Due(clock, s.due_of(clock), s.summoned_at, length, s))
         outcome = self.case.outcome
         if (self.case.status == CaseStatus.AWAITING_FEEDBACK and self.case.feedback_provisional
                 and self.case.feedback_due and self.case.feedback_clock and outcome):
@@ -367,8 +362,8 @@ class Planning:
         """Apply a recounted deadline; the change as timeline data, or None if none."""
         s = t.summons
         if s is not None:
-            current = s.report_in_due if t.clock == Clock.REPORT_IN else s.sign_off_due
-            if current != t.due or t.clock not in s.provisional or not s.status.is_open:
+            if s.due_of(t.clock) != t.due or t.clock not in s.provisional \
+                    or not s.status.is_open:
                 return None  # moved or settled while it was recounted
             fired = s.escalation(t.clock, t.due) is not None
         else:
@@ -406,9 +401,12 @@ class Planning:
             start=now, clocks=[self._policy.clock("report_in"), self._policy.clock("sign_off")])])
         return report_in, sign_off
 
-    async def _plan_summonses_or_refuse(self) -> tuple[PlannedDeadline, PlannedDeadline]:
-        try:
-            return await self._plan_summonses(workflow.now())
-        except PlanningFailed as e:
-            raise StepRejected("planning_failed", f"deadlines cannot be planned now: "
-                               f"{e.reason}") from e
+
+@contextlib.contextmanager
+def refused_if_unplanned(what: str = "deadlines cannot be planned now") -> Iterator[None]:
+    """Inside a step: planning that fails refuses the step (409 planning_failed, with the
+    reason), before the step has changed anything."""
+    try:
+        yield
+    except PlanningFailed as e:
+        raise StepRejected("planning_failed", f"{what}: {e.reason}") from e

@@ -91,7 +91,7 @@ def show_case(request: Request, session: Session, settings: Any, policy: Policy,
         "coordinate": coordinate,
         # 恢复办理 and 期限重算: what the case engine would accept (its validators decide)
         "retry": coordinate and going and row.attention is not None,
-        "recompute": coordinate and going and has_provisional(detail),
+        "recompute": coordinate and going and detail.provisional,  # a due still to run is 暂定
         "take_over": may(who, Permission.CASE_TAKE_OVER, row) and row.status != "closed"
         and row.taken_over_by is None,
         "add_fact": may(who, Permission.CASE_ADD_FACT, row) and row.status != "closed",
@@ -114,17 +114,6 @@ ATTENTION_FLASH = N_("The case is recorded, but no department is summoned yet: i
                      "attention (see below).")
 
 
-def has_provisional(detail: Any) -> bool:
-    """A deadline still to be met rests on a provisional calendar (暂定): what 期限重算 can
-    move (a summons' clocks still running or to run, or the feedback clock)."""
-    if detail.provisional or (detail.status == "awaiting_feedback"
-                              and detail.feedback_due_provisional):
-        return True
-    return any((s.status == "summoned" and s.report_in_provisional)
-               or (s.status in ("summoned", "reported_in") and s.sign_off_provisional)
-               for s in detail.summonses)
-
-
 def department_choices(session: Session, row: CaseRecord, names: Names
                        ) -> list[tuple[str, str]]:
     """(code, "place · name") of every department for the summon and re-dispatch pickers:
@@ -143,11 +132,6 @@ def department_choices(session: Session, row: CaseRecord, names: Names
 # --- steps ---------------------------------------------------------------------------------
 
 Build = Callable[[FormData, Principal, Session], tuple[Any, Any]]
-
-
-def _fields(form: FormData, *names: str) -> dict[str, Any]:
-    """The named text fields that are not empty (an empty one is then "missing")."""
-    return {n: v for n in names if (v := text(form, n)) is not None}
 
 
 async def run_step(request: Request, case_id: str, department: str | None, form_name: str,

@@ -24,7 +24,7 @@ from whistle import kpi
 from whistle.charts import Bar, count_bar, count_bars, percent, rate_bar, rate_bars
 from whistle.domain import Level
 from whistle.identity import Principal
-from whistle.models import CaseRecord, SummonsRecord
+from whistle.models import CaseRecord
 
 router = APIRouter(include_in_schema=False)
 
@@ -138,18 +138,6 @@ def now_counts(session: Session, who: Principal) -> dict[str, int]:
             "provisional": count(col(CaseRecord.provisional).is_(True))}
 
 
-def provisional_overdue(session: Session, overdue: list[kpi.OverdueSummons]
-                        ) -> set[tuple[str, str]]:
-    """(case id, department) of the overdue list's rows whose missed due is provisional."""
-    if not overdue:
-        return set()
-    rows = session.exec(select(SummonsRecord).where(
-        col(SummonsRecord.case_id).in_({o.case_id for o in overdue}),
-        col(SummonsRecord.status).in_(["summoned", "reported_in"])))
-    return {(s.case_id, s.department) for s in rows
-            if (s.report_in_provisional if s.status == "summoned" else s.sign_off_provisional)}
-
-
 @router.get("/dashboard")
 def dashboard(request: Request, session: SessionDep, who: Viewer) -> Response:
     """The supervision figures of the viewer's area for a period, with charts and the
@@ -166,5 +154,4 @@ def dashboard(request: Request, session: SessionDep, who: Viewer) -> Response:
                   period_days=PERIOD_DAYS, charts=charts(figures, names, lang),
                   rate_text=rate_text, counts=now_counts(session, who),
                   horizon=calendar_warning(request, who),
-                  provisional=provisional_overdue(session, figures.overdue),
                   period_end_shown=choice.period.end - timedelta(seconds=1))

@@ -59,7 +59,7 @@ def ladder_step(lang: str, index: int, after_hours: float | None,
         return gettext(lang, "%(n)s working day(s) after the missed deadline",
                        n=after_working_days) if index == 0 else \
             gettext(lang, "%(n)s working day(s) after the step before", n=after_working_days)
-    if not after_hours or after_hours <= 0:
+    if not after_hours:
         return gettext(lang, "as soon as the deadline is missed") if index == 0 else \
             gettext(lang, "right after the step before")
     span = duration(lang, after_hours)

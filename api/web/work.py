@@ -29,9 +29,9 @@ router = APIRouter(include_in_schema=False)
 @router.get("/inbox")
 def inbox(request: Request, session: SessionDep, who: Viewer) -> Response:
     """A department's open summonses, soonest deadline first; overdue and about-to-be-
-    overdue marked, as are provisional deadlines (暂定) and cases needing attention. Staff
-    see their own department; others name one (`?department=`) within the rules of the
-    JSON inbox."""
+    overdue marked, as are provisional deadlines (暂定). Staff see their own department;
+    others name one (`?department=`) within the rules of the JSON inbox. (A case needing
+    attention has no summons yet, so it is never in an inbox.)"""
     allow(request, session, who, Permission.INBOX_READ)
     department = who.department if who.role == Role.DEPARTMENT else \
         request.query_params.get("department", "")
@@ -53,12 +53,8 @@ def inbox(request: Request, session: SessionDep, who: Viewer) -> Response:
         CaseEventRecord.department == department))) if case_ids else {}
     warned = {(s.case_id, s.department) for s in result.items
               if was_warned(warnings, s.case_id, s.department, s.next_due)}
-    # 需人工处理: case id → why, for the cases on this page that cannot go on by themselves
-    attention = dict(session.exec(select(CaseRecord.case_id, CaseRecord.attention).where(
-        col(CaseRecord.case_id).in_(case_ids), col(CaseRecord.attention).is_not(None)
-    )).all()) if case_ids else {}
     return render(request, "inbox.html", department=department, result=result, page=page,
-                  last_page=last, warned=warned, attention=attention,
+                  last_page=last, warned=warned,
                   names=Names.load(session, lang_of(request)),
                   prev_url=f"/inbox?department={department}&page={page - 1}"
                   if page > 1 else None,

@@ -15,15 +15,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import notify
-from tests.conftest import _binary
+from tests.conftest import start_time_skipping
 from tests.helpers import case_state, start_case
 from tests.ops.conftest import Mailbox, Receiver
-from whistle import identity, search_attributes
+from whistle import identity
 from whistle.channels import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -53,10 +52,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     session server, a run of these tests on PostgreSQL left it unable to skip time (the
     case workflow tests after it then waited in real time and failed): whatever a delivery
     test leaves behind goes with its own server."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter)
-    await search_attributes.register(env.client)
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 FAST = DeliveryConfig(poll_seconds=1, retry_initial_seconds=0.2, retry_max_seconds=1,

@@ -17,12 +17,11 @@ import pytest
 import yaml
 from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.conftest import _binary
+from tests.conftest import start_time_skipping
 from tests.helpers import SAMPLE_POLICY, case_state, new_worker, start_case
 from tests.workflows.support import (
     COORDINATOR,
@@ -39,7 +38,6 @@ from tests.workflows.support import (
     settle_all,
     state,
 )
-from whistle import search_attributes
 from whistle.domain import (
     CaseStatus,
     Clock,
@@ -64,10 +62,7 @@ def local(y: int, m: int, d: int, h: int = 10) -> datetime:
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server for this module alone: its clock is moved to fixed dates."""
-    e = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter)
-    await search_attributes.register(e.client)
+    e = await start_time_skipping()
     yield e
     await e.shutdown()
 

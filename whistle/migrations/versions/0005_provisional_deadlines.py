@@ -36,10 +36,12 @@ def upgrade() -> None:
     with op.batch_alter_table('summons', schema=None) as batch_op:
         batch_op.add_column(_flag('report_in_provisional'))
         batch_op.add_column(_flag('sign_off_provisional'))
+        batch_op.add_column(_flag('next_due_provisional'))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('summons', schema=None) as batch_op:
+        batch_op.drop_column('next_due_provisional')
         batch_op.drop_column('sign_off_provisional')
         batch_op.drop_column('report_in_provisional')
     with op.batch_alter_table('case_record', schema=None) as batch_op:
